@@ -1,0 +1,70 @@
+"""The boundary with redis-py: error mapping and connections with bounded timeouts."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.commands.core import Script
+from redis.retry import Retry
+
+from fleetcache.errors import BackendError
+
+#: redis-py errors that mean "the backend is failing", as opposed to a bug of ours.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+
+
+@contextlib.contextmanager
+def map_redis_errors(what: str) -> Iterator[None]:
+    """Re-raise any redis-py / socket error inside the block as :class:`BackendError`."""
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def bounded_client(client: redis.Redis[Any], timeout: float | None) -> redis.Redis[Any]:
+    """Return a client on its own pool with ``client``'s settings and bounded timeouts.
+
+    The copy uses ``timeout`` as connect and read timeout and retries a failed command once
+    at once (a pooled connection that went stale when Redis restarted), never redis-py's
+    default backoff schedule; it never decodes responses.  With ``timeout=None``, or a
+    client whose pool is not a plain :class:`redis.ConnectionPool` (Sentinel, blocking
+    pools, clusters), ``client`` itself is returned unchanged.
+    """
+    pool = getattr(client, "connection_pool", None)
+    if timeout is None or type(pool) is not redis.ConnectionPool:
+        if getattr(pool, "connection_kwargs", {}).get("decode_responses"):
+            raise ValueError(
+                "fleetcache stores bytes: pass a client without decode_responses=True"
+            )
+        return client
+    kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+    kwargs.update(
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+        decode_responses=False,
+    )
+    kwargs.pop("retry_on_timeout", None)
+    kwargs.pop("retry_on_error", None)
+    new_pool = redis.ConnectionPool(
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        **kwargs,
+    )
+    return redis.Redis(connection_pool=new_pool)
+
+
+def lua_source(package: str, name: str) -> str:
+    """Read the Lua script ``lua/<name>.lua`` shipped in ``package``."""
+    return resources.files(package).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+def register(client: redis.Redis[Any], package: str, name: str) -> Script:
+    """Register a shipped Lua script on ``client`` (EVALSHA with a NOSCRIPT fallback)."""
+    return client.register_script(lua_source(package, name))

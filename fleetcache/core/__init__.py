@@ -1,0 +1,1 @@
+"""The cache: keys, codec, envelope, policy, clock, and the cache flow."""

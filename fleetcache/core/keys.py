@@ -1,0 +1,122 @@
+"""Request hashing and the Redis key layout.
+
+A request is any JSON-serialisable object.  It is hashed whole: canonical JSON (object keys
+sorted at every depth, no whitespace, UTF-8, non-ASCII kept as is) then SHA-256.  Two
+requests that are equal as JSON values get the same hash whatever their key order; ``1``
+and ``1.0`` are different JSON texts and so different requests, ``True`` and ``1`` too.
+
+Every per-entry key shares one hash tag (the request hash in braces), so the value, the
+lock and the fence of one entry sit in one Redis Cluster slot::
+
+    fc:{ns}:gen                      namespace generation (see invalidate)
+    fc:{ns}:events                   pub/sub channel: ready / failed / invalidated
+    fc:{ns}:{gen}:{<sha256>}         the entry envelope
+    fc:{ns}:{gen}:{<sha256>}:lock    the single-flight lease
+    fc:{ns}:{gen}:{<sha256>}:err     a failed leader's short-lived error record
+    fc:{ns}:{gen}:{<sha256>}:fence   the highest fence a write of this entry carried
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_PREFIX = "fc"
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Return the canonical JSON bytes of ``obj``: sorted keys, compact, UTF-8.
+
+    Raises :class:`TypeError` for anything that is not plain JSON data (sets, bytes,
+    arbitrary objects, non-string dict keys, NaN and infinities are refused rather than
+    silently coerced, so that two different requests can never share a hash).
+    """
+    _reject_non_json(obj)
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        raise TypeError(f"request is not JSON-serialisable: {exc}") from None
+
+
+def _reject_non_json(obj: Any) -> None:
+    """Walk ``obj`` and raise TypeError on anything that is not strict JSON data."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if item is None or isinstance(item, (str, bool, int)):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise TypeError("request contains NaN or an infinity, which JSON cannot hold")
+            continue
+        if isinstance(item, dict):
+            for k, v in item.items():
+                if not isinstance(k, str):
+                    raise TypeError(f"request has a non-string object key: {k!r}")
+                stack.append(v)
+            continue
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+            continue
+        raise TypeError(f"request is not JSON-serialisable: {type(item).__name__} {item!r:.80}")
+
+
+def request_hash(request: Any) -> str:
+    """SHA-256 hex digest of the canonical JSON of ``request``."""
+    return hashlib.sha256(canonical_json(request)).hexdigest()
+
+
+def validate_namespace(namespace: str) -> str:
+    """Return ``namespace`` if it is a safe key component, else raise ValueError."""
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
+    if not _NAMESPACE_RE.match(namespace):
+        raise ValueError(
+            f"namespace {namespace!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
+        )
+    return namespace
+
+
+@dataclass(frozen=True, slots=True)
+class EntryKeys:
+    """The Redis keys of one cache entry (one generation of one request)."""
+
+    value: str
+    lock: str
+    error: str
+    fence: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """Builds the keys of one namespace."""
+
+    namespace: str
+
+    @property
+    def gen(self) -> str:
+        """The namespace generation counter key."""
+        return f"{_PREFIX}:{self.namespace}:gen"
+
+    @property
+    def channel(self) -> str:
+        """The namespace's event channel (ready, failed, invalidated)."""
+        return f"{_PREFIX}:{self.namespace}:events"
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of this namespace."""
+        return f"{_PREFIX}:{self.namespace}:*"
+
+    def entry(self, digest: str, gen: int) -> EntryKeys:
+        """Keys of the entry with request hash ``digest`` in generation ``gen``."""
+        base = f"{_PREFIX}:{self.namespace}:{gen}:{{{digest}}}"
+        return EntryKeys(
+            value=base, lock=f"{base}:lock", error=f"{base}:err", fence=f"{base}:fence"
+        )

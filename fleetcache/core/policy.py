@@ -1,0 +1,77 @@
+"""Policy: every tunable of a cache, with safe defaults, validated at construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Tunables of a :class:`~fleetcache.Cache`. All durations are seconds (floats).
+
+    ttl
+        How long an entry is fresh.  The Redis key expires at the same time.
+    lock_ttl
+        TTL of the single-flight lease a leader holds while ``compute`` runs.  A leader
+        that dies is replaced by a follower at most this long after its last renewal.
+    wait_timeout
+        A follower's bound on waiting for another worker's result; past it the follower
+        raises :class:`~fleetcache.errors.WaitTimeout`.  Set it above your slowest
+        upstream call.
+    poll_interval
+        Followers are woken by a pub/sub notification; as a fallback (lost message,
+        dead leader) they re-check after a random interval in
+        ``[poll_interval/2, poll_interval]``.  Default: a quarter of ``lock_ttl``,
+        capped at 0.5 s.
+    redis_timeout
+        Socket connect/read timeout of the connections the cache opens (it opens its own
+        pool with the connection settings of the client you pass, so that a dead Redis
+        costs at most about this long and never redis-py's default retry schedule).
+        ``None`` uses your client exactly as given.
+    fail_open
+        When Redis is unreachable, call ``compute`` directly (still coalesced within the
+        process) instead of raising :class:`~fleetcache.errors.BackendError`.
+    retry_backoff
+        After a Redis failure the cache stops trying Redis for a random delay between
+        half and all of this (doubling up to ``retry_backoff_max`` while failures go on)
+        and then probes it again; calls in between fail open at once.
+    retry_backoff_max
+        Upper bound of that delay.
+    """
+
+    ttl: float = 3600.0
+    lock_ttl: float = 10.0
+    wait_timeout: float = 60.0
+    poll_interval: float | None = None
+    redis_timeout: float | None = 1.0
+    fail_open: bool = True
+    retry_backoff: float = 0.5
+    retry_backoff_max: float = 5.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "fail_open":
+                if not isinstance(value, bool):
+                    raise TypeError(f"Policy.fail_open must be a bool, not {value!r}")
+                continue
+            if value is None and f.name in ("poll_interval", "redis_timeout"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"Policy.{f.name} must be a number of seconds, not {value!r}")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"Policy.{f.name} must be a positive finite number, not {value!r}")
+        if self.ttl < 0.001:
+            raise ValueError("Policy.ttl must be at least 1 ms (Redis expiry resolution)")
+        if self.lock_ttl < 0.01:
+            raise ValueError("Policy.lock_ttl must be at least 10 ms")
+        if self.retry_backoff_max < self.retry_backoff:
+            raise ValueError("Policy.retry_backoff_max must be >= retry_backoff")
+
+    @property
+    def effective_poll_interval(self) -> float:
+        """The fallback poll interval actually used by followers."""
+        if self.poll_interval is not None:
+            return self.poll_interval
+        return min(self.lock_ttl / 4.0, 0.5)
