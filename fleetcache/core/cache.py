@@ -174,6 +174,16 @@ class Cache:
             self.stats.incr("coalesced")
         return value
 
+    @property
+    def generation(self) -> int | None:
+        """The namespace generation this cache currently uses (None before first use)."""
+        return self._gen
+
+    @property
+    def subscribed(self) -> bool:
+        """True while the cache's pub/sub subscription is up (notifications arrive)."""
+        return self._notifier.healthy
+
     def close(self) -> None:
         """Stop the background subscription thread."""
         self._notifier.stop()

@@ -19,6 +19,7 @@ lock and the fence of one entry sit in one Redis Cluster slot::
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ _PREFIX = "fc"
 def canonical_json(obj: Any) -> bytes:
     """Return the canonical JSON bytes of ``obj``: sorted keys, compact, UTF-8.
 
+    Integers beyond 64 bits, which orjson refuses, are encoded by the standard library.
     Raises :class:`TypeError` for anything that is not plain JSON data (sets, bytes,
     arbitrary objects, non-string dict keys, NaN and infinities are refused rather than
     silently coerced, so that two different requests can never share a hash).
@@ -41,7 +43,11 @@ def canonical_json(obj: Any) -> bytes:
     try:
         return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError as exc:
-        raise TypeError(f"request is not JSON-serialisable: {exc}") from None
+        if "64-bit" not in str(exc):
+            raise TypeError(f"request is not JSON-serialisable: {exc}") from None
+    # orjson refuses integers beyond 64 bits; the standard library takes them.  Whether a
+    # value goes this way depends on the value alone, so equal requests still hash alike.
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _reject_non_json(obj: Any) -> None:

@@ -10,9 +10,10 @@ from fleetcache.errors import WaitTimeout
 
 
 class _Flight:
-    __slots__ = ("abandoned", "done", "error", "value")
+    __slots__ = ("abandoned", "done", "error", "value", "waiters")
 
     def __init__(self) -> None:
+        self.waiters = 0
         self.done = threading.Event()
         self.value: Any = None
         self.error: Exception | None = None
@@ -37,6 +38,12 @@ class SingleFlight:
         with self._guard:
             return len(self._flights)
 
+    def waiting(self, key: str) -> int:
+        """How many callers are waiting on the running call of ``key`` (0 if none runs)."""
+        with self._guard:
+            flight = self._flights.get(key)
+            return 0 if flight is None else flight.waiters
+
     def run(self, key: str, fn: Callable[[], Any], timeout: float) -> tuple[Any, bool]:
         """Return ``(value, shared)``: ``shared`` is True when another thread computed it."""
         while True:
@@ -45,6 +52,8 @@ class SingleFlight:
                 leader = flight is None
                 if flight is None:
                     flight = self._flights[key] = _Flight()
+                else:
+                    flight.waiters += 1
             if leader:
                 return self._lead(key, flight, fn), False
             if not flight.done.wait(timeout):
