@@ -310,7 +310,7 @@ class Cache:
     def _lead(self, keys: EntryKeys, lease: Lease, call: ComputeCall) -> Any:
         """Holding the lease: double-check, compute, write (fenced), release."""
         policy = self.policy
-        dog = Watchdog(self.lock, lease, policy.lock_ttl).start()
+        dog = Watchdog(self.lock, lease, policy.lock_ttl, policy.max_hold).start()
         try:
             with map_redis_errors("claim"):
                 raw = self._claim(keys=[keys.value, keys.error])
@@ -328,7 +328,9 @@ class Cache:
             except Exception as exc:
                 self._record_failure(keys, exc)
                 raise
-            if dog.lost.is_set():
+            if dog.lost.is_set() or self._clock.monotonic() > dog.lease.valid_until:
+                # Paused or partitioned past the lease: another leader may have written.
+                # The write below is fenced (when the lock gives fences) and may be refused.
                 self.stats.incr("leases_lost")
             self._store(keys, payload, dog.lease.fence)
             return value

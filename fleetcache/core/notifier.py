@@ -189,7 +189,7 @@ class Notifier:
                 if was_healthy:
                     self.reconnects += 1
                 self._wake(None)
-                with contextlib.suppress(REDIS_ERRORS):
+                with contextlib.suppress(*REDIS_ERRORS):
                     pubsub.close()
             if failures and not self._stop.is_set():
                 delay = min(self._backoff_max, self._backoff * 2 ** (failures - 1))

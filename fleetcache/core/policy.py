@@ -19,6 +19,11 @@ class Policy:
         A follower's bound on waiting for another worker's result; past it the follower
         raises :class:`~fleetcache.errors.WaitTimeout`.  Set it above your slowest
         upstream call.
+    max_hold
+        The longest one ``compute`` keeps its lease renewed (the watchdog extends the lease
+        every ``lock_ttl/3`` while ``compute`` runs).  Past it the lease is left to expire,
+        so a hung upstream call cannot hold a key forever: a follower takes over, and if
+        the hung call ever returns its write is fenced.  ``None``: no bound.
     poll_interval
         Followers are woken by a pub/sub notification; as a fallback (lost message,
         dead leader) they re-check after a random interval in
@@ -43,6 +48,7 @@ class Policy:
     ttl: float = 3600.0
     lock_ttl: float = 10.0
     wait_timeout: float = 60.0
+    max_hold: float | None = 600.0
     poll_interval: float | None = None
     redis_timeout: float | None = 1.0
     fail_open: bool = True
@@ -56,7 +62,7 @@ class Policy:
                 if not isinstance(value, bool):
                     raise TypeError(f"Policy.fail_open must be a bool, not {value!r}")
                 continue
-            if value is None and f.name in ("poll_interval", "redis_timeout"):
+            if value is None and f.name in ("poll_interval", "redis_timeout", "max_hold"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"Policy.{f.name} must be a number of seconds, not {value!r}")

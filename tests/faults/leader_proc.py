@@ -1,34 +1,51 @@
-"""A leader process for fault tests: runs one get_or_set whose compute hangs.
+"""A leader process for fault tests: one get_or_set whose compute blocks.
 
-Usage: python leader_proc.py URL NAMESPACE COUNTER_KEY LOCK_TTL
-The compute INCRs COUNTER_KEY (so the test sees it started) and then sleeps for a minute:
-the test SIGKILLs or SIGSTOPs this process meanwhile.
+The compute INCRs ``--counter`` (so the test sees it started), then either sleeps for a
+minute (the test SIGKILLs it) or, with ``--go KEY``, blocks on ``BLPOP KEY`` until the test
+pushes to it (the test SIGSTOPs and SIGCONTs it meanwhile) and returns ``--value``.
+At the end it prints one JSON line: the value get_or_set returned and the cache's stats.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
 import time
 
 import redis
 
 from fleetcache import Cache, Policy
-
-REQ = {"prompt": "leader dies"}
+from fleetcache.locking import FencedLock, SetNxLock
 
 
 def main() -> None:
-    """Run the hanging leader."""
-    url, namespace, counter, lock_ttl = sys.argv[1:5]
-    client = redis.Redis.from_url(url, socket_timeout=2)
+    """Run the blocking leader."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--namespace", required=True)
+    ap.add_argument("--counter", required=True)
+    ap.add_argument("--request", default="leader")
+    ap.add_argument("--lock-ttl", type=float, default=1.0)
+    ap.add_argument("--lock", choices=["setnx", "fenced"], default="setnx")
+    ap.add_argument("--go")
+    ap.add_argument("--value", default="from the old leader")
+    args = ap.parse_args()
+    client = redis.Redis.from_url(args.url, socket_timeout=2)
+    blocking = redis.Redis.from_url(args.url, socket_timeout=None)
+    lock = (FencedLock if args.lock == "fenced" else SetNxLock)(client)
 
     def compute() -> str:
-        client.incr(counter)
-        time.sleep(60)
-        return "from the dead leader"
+        client.incr(args.counter)
+        if args.go is None:
+            time.sleep(60)
+        else:
+            blocking.blpop([args.go], timeout=60)
+        return str(args.value)
 
-    cache = Cache(client, namespace=namespace, policy=Policy(lock_ttl=float(lock_ttl)))
-    cache.get_or_set(REQ, compute)
+    policy = Policy(lock_ttl=args.lock_ttl, wait_timeout=30)
+    with Cache(client, namespace=args.namespace, lock=lock, policy=policy) as cache:
+        value = cache.get_or_set({"prompt": args.request}, compute)
+        print(json.dumps({"value": value, "stats": cache.stats.snapshot()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def test_sigkilled_leader_is_replaced_by_one_follower(r: redis.Redis[Any], redis
     counter = "test:upstream"
     lock_ttl, wait_timeout = 1.0, 8.0
     proc = subprocess.Popen(
-        [sys.executable, str(LEADER), redis_node.url, "killed", counter, str(lock_ttl)],
+        [sys.executable, str(LEADER), "--url", redis_node.url, "--namespace", "killed",
+         "--counter", counter, "--lock-ttl", str(lock_ttl), "--request", "leader dies"],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     try:
