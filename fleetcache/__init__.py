@@ -4,7 +4,8 @@ Exactly one upstream call fleet-wide for concurrent identical misses, fenced wri
 in one round trip, pluggable locks.  See the README for the guarantees and their limits.
 """
 
-from fleetcache.core.cache import Cache
+from fleetcache.core._async.cache import AsyncCache
+from fleetcache.core._sync.cache import Cache
 from fleetcache.core.miss import MISS, Missing
 from fleetcache.core.policy import Policy
 from fleetcache.core.stats import Stats
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MISS",
+    "AsyncCache",
     "BackendError",
     "Cache",
     "CodecError",

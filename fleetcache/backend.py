@@ -8,8 +8,10 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
-from redis.commands.core import Script
+from redis.commands.core import AsyncScript, Script
 from redis.retry import Retry
 
 from fleetcache.errors import BackendError
@@ -27,7 +29,7 @@ def map_redis_errors(what: str) -> Iterator[None]:
         raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
-def bounded_client(client: redis.Redis[Any], timeout: float | None) -> redis.Redis[Any]:
+def bounded_client(client: redis.Redis, timeout: float | None) -> redis.Redis:
     """Return a client on its own pool with ``client``'s settings and bounded timeouts.
 
     The copy uses ``timeout`` as connect and read timeout and retries a failed command once
@@ -60,11 +62,44 @@ def bounded_client(client: redis.Redis[Any], timeout: float | None) -> redis.Red
     return redis.Redis(connection_pool=new_pool)
 
 
+def bounded_async_client(
+    client: aioredis.Redis, timeout: float | None
+) -> aioredis.Redis:
+    """The asyncio twin of :func:`bounded_client`, for :class:`redis.asyncio.Redis`."""
+    pool = getattr(client, "connection_pool", None)
+    if timeout is None or type(pool) is not aioredis.ConnectionPool:
+        if getattr(pool, "connection_kwargs", {}).get("decode_responses"):
+            raise ValueError(
+                "fleetcache stores bytes: pass a client without decode_responses=True"
+            )
+        return client
+    kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+    kwargs.update(
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=AsyncRetry(NoBackoff(), 1),
+        decode_responses=False,
+    )
+    kwargs.pop("retry_on_timeout", None)
+    kwargs.pop("retry_on_error", None)
+    new_pool = aioredis.ConnectionPool(
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        **kwargs,
+    )
+    return aioredis.Redis(connection_pool=new_pool)
+
+
 def lua_source(package: str, name: str) -> str:
     """Read the Lua script ``lua/<name>.lua`` shipped in ``package``."""
     return resources.files(package).joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
-def register(client: redis.Redis[Any], package: str, name: str) -> Script:
+def register(client: redis.Redis, package: str, name: str) -> Script:
     """Register a shipped Lua script on ``client`` (EVALSHA with a NOSCRIPT fallback)."""
+    return client.register_script(lua_source(package, name))
+
+
+def register_async(client: aioredis.Redis, package: str, name: str) -> AsyncScript:
+    """The asyncio twin of :func:`register`."""
     return client.register_script(lua_source(package, name))

@@ -23,7 +23,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
 
@@ -31,18 +30,94 @@ from fleetcache.backend import REDIS_ERRORS
 
 log = logging.getLogger("fleetcache.notifier")
 
-_PING_EVERY = 2.0
-_READ_TIMEOUT = 0.25
+PING_EVERY = 2.0
+READ_TIMEOUT = 0.25
 
 
-class Waiter:
+class WaiterBase:
+    """A registration for one entry key's notifications (use as a context manager)."""
+
+    __slots__ = ("_key", "_registry")
+
+    def __init__(self, registry: Registry, key: str) -> None:
+        self._registry = registry
+        self._key = key
+
+    def wake(self) -> None:  # pragma: no cover - overridden
+        """Wake the waiter."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Unregister."""
+        self._registry.unregister(self._key, self)
+
+    def __enter__(self) -> WaiterBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Registry:
+    """The waiters of one subscription, by entry key, and the message dispatch rules.
+
+    Shared by the thread and the asyncio notifier; its lock is only ever held for a few
+    dictionary operations (never across I/O), so it is safe on an event loop too.
+    """
+
+    def __init__(self, on_generation: Callable[[int], None]) -> None:
+        self._on_generation = on_generation
+        self._guard = threading.Lock()
+        self._waiters: dict[str, set[WaiterBase]] = {}
+
+    def add(self, key: str, waiter: WaiterBase) -> None:
+        """Register ``waiter`` for ``key``."""
+        with self._guard:
+            self._waiters.setdefault(key, set()).add(waiter)
+
+    def unregister(self, key: str, waiter: WaiterBase) -> None:
+        """Remove ``waiter``'s registration for ``key``."""
+        with self._guard:
+            ws = self._waiters.get(key)
+            if ws is not None:
+                ws.discard(waiter)
+                if not ws:
+                    del self._waiters[key]
+
+    def waiting(self) -> int:
+        """How many waiters are registered (for tests and stats)."""
+        with self._guard:
+            return sum(len(ws) for ws in self._waiters.values())
+
+    def wake(self, key: str | None) -> None:
+        """Wake the waiters of ``key``, or every waiter when ``key`` is None."""
+        with self._guard:
+            if key is None:
+                targets = [w for ws in self._waiters.values() for w in ws]
+            else:
+                targets = list(self._waiters.get(key, ()))
+        for w in targets:
+            w.wake()
+
+    def dispatch(self, data: bytes) -> None:
+        """Act on one message of the channel."""
+        kind, _, payload = data.partition(b"|")
+        if kind in (b"r", b"e"):
+            self.wake(payload.decode())
+        elif kind == b"g":
+            try:
+                self._on_generation(int(payload))
+            except ValueError:
+                log.warning("ignoring malformed generation message %r", data)
+
+
+class Waiter(WaiterBase):
     """A thread's registration for one entry key's notifications."""
 
-    __slots__ = ("_event", "_key", "_notifier")
+    __slots__ = ("_event",)
 
-    def __init__(self, notifier: Notifier, key: str) -> None:
-        self._notifier = notifier
-        self._key = key
+    def __init__(self, registry: Registry, key: str) -> None:
+        super().__init__(registry, key)
         self._event = threading.Event()
 
     def wait(self, timeout: float) -> bool:
@@ -56,15 +131,19 @@ class Waiter:
         """Wake the waiting thread."""
         self._event.set()
 
-    def close(self) -> None:
-        """Unregister."""
-        self._notifier._unregister(self._key, self)
-
     def __enter__(self) -> Waiter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+
+def backoff_delay(failures: int, base: float, cap: float) -> float:
+    """Jittered exponential reconnect delay: uniform in [d/2, d], d = base·2^(n-1) ≤ cap."""
+    delay = min(cap, base * 2 ** (failures - 1))
+    return random.uniform(delay / 2, delay)
+
+
+def ping_overdue(now: float, last_pong: float) -> bool:
+    """True when the last PONG is too old: the connection is black-holed."""
+    return now - last_pong > 2 * PING_EVERY + READ_TIMEOUT
 
 
 class Notifier:
@@ -76,7 +155,7 @@ class Notifier:
 
     def __init__(
         self,
-        client: redis.Redis[Any],
+        client: redis.Redis,
         channel: str,
         on_connect: Callable[[], None],
         on_generation: Callable[[int], None],
@@ -91,7 +170,7 @@ class Notifier:
         self._backoff = backoff
         self._backoff_max = backoff_max
         self._guard = threading.Lock()
-        self._waiters: dict[str, set[Waiter]] = {}
+        self.registry = Registry(on_generation)
         self._healthy = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -119,7 +198,7 @@ class Notifier:
 
     def _reset_after_fork(self) -> None:
         self._guard = threading.Lock()
-        self._waiters = {}
+        self.registry = Registry(self._on_generation)
         self._healthy = threading.Event()
         self._stop = threading.Event()
         self._thread = None
@@ -136,42 +215,13 @@ class Notifier:
 
     def waiter(self, key: str) -> Waiter:
         """Register for ``key``'s notifications (register before looking at Redis)."""
-        w = Waiter(self, key)
-        with self._guard:
-            self._waiters.setdefault(key, set()).add(w)
+        w = Waiter(self.registry, key)
+        self.registry.add(key, w)
         return w
 
-    def _unregister(self, key: str, w: Waiter) -> None:
-        with self._guard:
-            ws = self._waiters.get(key)
-            if ws is not None:
-                ws.discard(w)
-                if not ws:
-                    del self._waiters[key]
-
     def waiting(self) -> int:
-        """How many waiters are registered (for tests and stats)."""
-        with self._guard:
-            return sum(len(ws) for ws in self._waiters.values())
-
-    def _wake(self, key: str | None) -> None:
-        with self._guard:
-            if key is None:
-                targets = [w for ws in self._waiters.values() for w in ws]
-            else:
-                targets = list(self._waiters.get(key, ()))
-        for w in targets:
-            w.wake()
-
-    def _dispatch(self, data: bytes) -> None:
-        kind, _, payload = data.partition(b"|")
-        if kind in (b"r", b"e"):
-            self._wake(payload.decode())
-        elif kind == b"g":
-            try:
-                self._on_generation(int(payload))
-            except ValueError:
-                log.warning("ignoring malformed generation message %r", data)
+        """How many waiters are registered."""
+        return self.registry.waiting()
 
     def _run(self) -> None:
         failures = 0
@@ -188,34 +238,33 @@ class Notifier:
                 self._healthy.clear()
                 if was_healthy:
                     self.reconnects += 1
-                self._wake(None)
+                self.registry.wake(None)
                 with contextlib.suppress(*REDIS_ERRORS):
                     pubsub.close()
             if failures and not self._stop.is_set():
-                delay = min(self._backoff_max, self._backoff * 2 ** (failures - 1))
-                self._stop.wait(random.uniform(delay / 2, delay))
+                self._stop.wait(backoff_delay(failures, self._backoff, self._backoff_max))
 
     def _session(self, pubsub: redis.client.PubSub) -> None:
         pubsub.subscribe(self._channel)
         subscribed = False
         last_pong = time.monotonic()
-        next_ping = last_pong + _PING_EVERY
+        next_ping = last_pong + PING_EVERY
         while not self._stop.is_set():
-            msg = pubsub.get_message(timeout=_READ_TIMEOUT)
+            msg = pubsub.get_message(timeout=READ_TIMEOUT)
             now = time.monotonic()
             if msg is not None:
                 mtype = msg["type"]
                 if mtype == "message":
-                    self._dispatch(msg["data"])
+                    self.registry.dispatch(msg["data"])
                 elif mtype == "subscribe" and not subscribed:
                     subscribed = True
                     self._on_connect()
                     self._healthy.set()
-                    self._wake(None)
+                    self.registry.wake(None)
                 elif mtype == "pong":
                     last_pong = now
             if now >= next_ping:
-                if now - last_pong > 2 * _PING_EVERY + _READ_TIMEOUT:
+                if ping_overdue(now, last_pong):
                     raise redis.exceptions.TimeoutError("notifier: no PONG from Redis")
                 pubsub.ping()
-                next_ping = now + _PING_EVERY
+                next_ping = now + PING_EVERY

