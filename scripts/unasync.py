@@ -41,6 +41,7 @@ TOKEN_RULES: list[tuple[str, str]] = [
     (r"\baioredis\.", "redis."),
     (r"\bredis\.asyncio\.Redis\b", "redis.Redis"),
     (r"\basyncio\.sleep\b", "time.sleep"),
+    (r"\.aclose\(", ".close("),
     (r"\bAsyncRetrying\b", "Retrying"),
     (r"\bAsyncScript\b", "Script"),
     (r"\bredis\.commands\.core import AsyncScript\b", "redis.commands.core import Script"),

@@ -1,36 +1,125 @@
-"""The lock backends every contract test runs against."""
+"""The lock backends every contract test runs against, sync and asyncio alike.
+
+An asyncio backend runs on an event loop in a background thread behind :class:`LoopFacade`,
+which offers the sync method names; its watchdog task keeps running on that loop while a
+``hold()`` block runs in the test's thread.  The same tests thus prove both twins.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
 
-from fleetcache.locking import FencedLock, LockBase, RedisLockAdapter, SetNxLock
+from fleetcache.locking import (
+    AsyncFencedLock,
+    AsyncSetNxLock,
+    FencedLock,
+    Lease,
+    RedisLockAdapter,
+    SetNxLock,
+)
+
+T = TypeVar("T")
+
+
+class LoopFacade:
+    """Sync methods over an asyncio lock whose loop runs in a background thread."""
+
+    def __init__(self, make: Callable[[], Any], loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.lock = self._run(self._build(make))
+
+    @staticmethod
+    async def _build(make: Callable[[], Any]) -> Any:
+        return make()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(60)
+
+    def try_acquire(self, name: str, ttl: float) -> Lease | None:
+        return self._run(self.lock.try_acquire(name, ttl))  # type: ignore[no-any-return]
+
+    def acquire(self, name: str, ttl: float, wait: float) -> Lease:
+        return self._run(self.lock.acquire(name, ttl, wait))  # type: ignore[no-any-return]
+
+    def extend(self, lease: Lease, ttl: float) -> Lease:
+        return self._run(self.lock.extend(lease, ttl))  # type: ignore[no-any-return]
+
+    def release(self, lease: Lease) -> bool:
+        return self._run(self.lock.release(lease))  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def hold(self, name: str, ttl: float, wait: float = 10.0) -> Iterator[Lease]:
+        cm = self.lock.hold(name, ttl, wait)
+        lease = self._run(cm.__aenter__())
+        try:
+            yield lease
+        except BaseException as exc:
+            if not self._run(cm.__aexit__(type(exc), exc, exc.__traceback__)):
+                raise
+        else:
+            self._run(cm.__aexit__(None, None, None))
 
 
 @dataclass
 class Backend:
     """A lock backend under test and what the contract may expect of it."""
 
-    lock: LockBase
+    lock: Any
     client: redis.Redis
     fenced: bool
     ttl: float  # a short TTL this backend can honour (python-redis-lock: whole seconds)
 
 
-FACTORIES: dict[str, tuple[Callable[[redis.Redis], LockBase], bool, float]] = {
+SYNC: dict[str, tuple[Callable[[redis.Redis], Any], bool, float]] = {
     "setnx": (SetNxLock, False, 0.3),
     "fenced": (FencedLock, True, 0.3),
     "redis-lock": (RedisLockAdapter, False, 1.0),
 }
+ASYNC: dict[str, tuple[Callable[[Any], Any], bool, float]] = {
+    "async-setnx": (AsyncSetNxLock, False, 0.3),
+    "async-fenced": (AsyncFencedLock, True, 0.3),
+}
 
 
-@pytest.fixture(params=sorted(FACTORIES))
-def backend(request: pytest.FixtureRequest, r: redis.Redis) -> Iterator[Backend]:
+@pytest.fixture(scope="session")
+def event_loop_thread() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running in a background thread for the whole session."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+
+
+@pytest.fixture(params=sorted(SYNC) + sorted(ASYNC))
+def backend(
+    request: pytest.FixtureRequest,
+    r: redis.Redis,
+    redis_node: Any,
+    event_loop_thread: asyncio.AbstractEventLoop,
+) -> Iterator[Backend]:
     """Each lock backend in turn, on the shared Redis node."""
-    factory, fenced, ttl = FACTORIES[request.param]
-    yield Backend(factory(r), r, fenced, ttl)
+    if request.param in SYNC:
+        factory, fenced, ttl = SYNC[request.param]
+        yield Backend(factory(r), r, fenced, ttl)
+        return
+    afactory, fenced, ttl = ASYNC[request.param]
+    holder: dict[str, Any] = {}
+
+    def make() -> Any:
+        holder["client"] = redis_node.async_client()
+        return afactory(holder["client"])
+
+    facade = LoopFacade(make, event_loop_thread)
+    yield Backend(facade, r, fenced, ttl)
+    asyncio.run_coroutine_threadsafe(holder["client"].aclose(), event_loop_thread).result(10)

@@ -81,6 +81,7 @@ class AsyncCache:
         self._clock = clock
         self._layout = KeyLayout(self.namespace)
         self._redis = bounded_async_client(client, policy.redis_timeout)
+        self._owns_pool = self._redis is not client
         self.lock: AsyncLock = lock if lock is not None else AsyncSetNxLock(self._redis)
         self._flights = AsyncSingleFlight()
         self._breaker = Breaker(policy.retry_backoff, policy.retry_backoff_max, clock)
@@ -186,8 +187,14 @@ class AsyncCache:
         return self._notifier.healthy
 
     async def close(self) -> None:
-        """Stop the background subscription and close the cache's own connections."""
+        """Stop the background subscription and close the cache's own connections.
+
+        The client you passed stays open (it is yours); the pool the cache opened with
+        bounded timeouts is closed.
+        """
         await self._notifier.stop()
+        if self._owns_pool:
+            await self._redis.connection_pool.disconnect()
 
     async def __aenter__(self) -> AsyncCache:
         return self
@@ -279,36 +286,44 @@ class AsyncCache:
         deadline = start + self.policy.wait_timeout
         poll = self.policy.effective_poll_interval
         with self._notifier.waiter(keys.value) as waiter:
-            while True:
-                with map_redis_errors("MGET"):
-                    raw, err = await self._redis.mget(keys.value, keys.error)
-                env = self._decode(keys.value, raw)
-                if env is not None:
-                    self.stats.incr("followed")
-                    return env.value
-                if err is not None:
-                    self.stats.incr("leader_failures")
-                    raise self._leader_failed(keys.value, err)
+            env = await self._peek(keys)
+            while env is None:
                 remaining = deadline - self._clock.monotonic()
                 if remaining <= 0:
                     self.stats.incr("wait_timeouts")
                     raise WaitTimeout(keys.value, self._clock.monotonic() - start)
-                if await waiter.wait(min(remaining, random.uniform(poll / 2, poll))):
-                    continue  # notified: the value (or an error record) should be there
-                lease = await self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
-                if lease is not None:
-                    self.stats.incr("takeovers")
-                    return await self._lead(keys, lease, call)
+                # Woken by the leader's notification, or by the jittered fallback poll.
+                await waiter.wait(min(remaining, random.uniform(poll / 2, poll)))
+                env = await self._peek(keys)
+                if env is None:  # no value yet: the leader may be gone (expired, abandoned)
+                    lease = await self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
+                    if lease is not None:
+                        self.stats.incr("takeovers")
+                        return await self._lead(keys, lease, call)
+        self.stats.incr("followed")
+        return env.value
+
+    async def _peek(self, keys: EntryKeys) -> envelope.Envelope | None:
+        """A follower's look: the entry, None, or LeaderFailed when the leader raised."""
+        with map_redis_errors("MGET"):
+            raw, err = await self._redis.mget(keys.value, keys.error)
+        env = self._decode(keys.value, raw)
+        if env is None and err is not None:
+            self.stats.incr("leader_failures")
+            raise self._leader_failed(keys.value, err)
+        return env
 
     async def _lead(self, keys: EntryKeys, lease: Lease, call: AsyncComputeCall) -> Any:
         """Holding the lease: double-check, compute, write (fenced), release."""
         policy = self.policy
         dog = AsyncWatchdog(self.lock, lease, policy.lock_ttl, policy.max_hold).start()
+        settled = False  # a value is stored, or the followers were told of a failure
         try:
             with map_redis_errors("claim"):
                 raw = await self._claim(keys=[keys.value, keys.error])
             env = self._decode(keys.value, raw)
             if env is not None:
+                settled = True
                 self.stats.incr("hits")
                 return env.value
             self.stats.incr("upstream_calls")
@@ -319,6 +334,7 @@ class AsyncCache:
                     envelope.Envelope(value, now, now + policy.ttl, call.seconds, lease.fence)
                 )
             except Exception as exc:
+                settled = True
                 await self._record_failure(keys, exc)
                 raise
             if dog.lost.is_set() or self._clock.monotonic() > dog.lease.valid_until:
@@ -326,11 +342,19 @@ class AsyncCache:
                 # The write below is fenced (when the lock gives fences) and may be refused.
                 self.stats.incr("leases_lost")
             await self._store(keys, payload, dog.lease.fence)
+            settled = True
             return value
         finally:
             latest = await dog.stop()
             try:
-                await self.lock.release(latest)
+                released = await self.lock.release(latest)
+                if released and not settled:
+                    # Abandoned (cancelled, interrupted, Redis failing mid-way): wake the
+                    # followers so that one takes over now rather than at its next poll.
+                    with map_redis_errors("publish"):
+                        await self._redis.publish(
+                            self._layout.channel, b"r|" + keys.value.encode()
+                        )
             except FleetcacheError as exc:
                 log.warning("releasing %s failed (it will expire): %s", keys.lock, exc)
 

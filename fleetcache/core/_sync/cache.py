@@ -83,6 +83,7 @@ class Cache:
         self._clock = clock
         self._layout = KeyLayout(self.namespace)
         self._redis = bounded_client(client, policy.redis_timeout)
+        self._owns_pool = self._redis is not client
         self.lock: Lock = lock if lock is not None else SetNxLock(self._redis)
         self._flights = SingleFlight()
         self._breaker = Breaker(policy.retry_backoff, policy.retry_backoff_max, clock)
@@ -188,8 +189,14 @@ class Cache:
         return self._notifier.healthy
 
     def close(self) -> None:
-        """Stop the background subscription and close the cache's own connections."""
+        """Stop the background subscription and close the cache's own connections.
+
+        The client you passed stays open (it is yours); the pool the cache opened with
+        bounded timeouts is closed.
+        """
         self._notifier.stop()
+        if self._owns_pool:
+            self._redis.connection_pool.disconnect()
 
     def __enter__(self) -> Cache:
         return self
@@ -281,36 +288,44 @@ class Cache:
         deadline = start + self.policy.wait_timeout
         poll = self.policy.effective_poll_interval
         with self._notifier.waiter(keys.value) as waiter:
-            while True:
-                with map_redis_errors("MGET"):
-                    raw, err = self._redis.mget(keys.value, keys.error)
-                env = self._decode(keys.value, raw)
-                if env is not None:
-                    self.stats.incr("followed")
-                    return env.value
-                if err is not None:
-                    self.stats.incr("leader_failures")
-                    raise self._leader_failed(keys.value, err)
+            env = self._peek(keys)
+            while env is None:
                 remaining = deadline - self._clock.monotonic()
                 if remaining <= 0:
                     self.stats.incr("wait_timeouts")
                     raise WaitTimeout(keys.value, self._clock.monotonic() - start)
-                if waiter.wait(min(remaining, random.uniform(poll / 2, poll))):
-                    continue  # notified: the value (or an error record) should be there
-                lease = self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
-                if lease is not None:
-                    self.stats.incr("takeovers")
-                    return self._lead(keys, lease, call)
+                # Woken by the leader's notification, or by the jittered fallback poll.
+                waiter.wait(min(remaining, random.uniform(poll / 2, poll)))
+                env = self._peek(keys)
+                if env is None:  # no value yet: the leader may be gone (expired, abandoned)
+                    lease = self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
+                    if lease is not None:
+                        self.stats.incr("takeovers")
+                        return self._lead(keys, lease, call)
+        self.stats.incr("followed")
+        return env.value
+
+    def _peek(self, keys: EntryKeys) -> envelope.Envelope | None:
+        """A follower's look: the entry, None, or LeaderFailed when the leader raised."""
+        with map_redis_errors("MGET"):
+            raw, err = self._redis.mget(keys.value, keys.error)
+        env = self._decode(keys.value, raw)
+        if env is None and err is not None:
+            self.stats.incr("leader_failures")
+            raise self._leader_failed(keys.value, err)
+        return env
 
     def _lead(self, keys: EntryKeys, lease: Lease, call: ComputeCall) -> Any:
         """Holding the lease: double-check, compute, write (fenced), release."""
         policy = self.policy
         dog = Watchdog(self.lock, lease, policy.lock_ttl, policy.max_hold).start()
+        settled = False  # a value is stored, or the followers were told of a failure
         try:
             with map_redis_errors("claim"):
                 raw = self._claim(keys=[keys.value, keys.error])
             env = self._decode(keys.value, raw)
             if env is not None:
+                settled = True
                 self.stats.incr("hits")
                 return env.value
             self.stats.incr("upstream_calls")
@@ -321,6 +336,7 @@ class Cache:
                     envelope.Envelope(value, now, now + policy.ttl, call.seconds, lease.fence)
                 )
             except Exception as exc:
+                settled = True
                 self._record_failure(keys, exc)
                 raise
             if dog.lost.is_set() or self._clock.monotonic() > dog.lease.valid_until:
@@ -328,11 +344,19 @@ class Cache:
                 # The write below is fenced (when the lock gives fences) and may be refused.
                 self.stats.incr("leases_lost")
             self._store(keys, payload, dog.lease.fence)
+            settled = True
             return value
         finally:
             latest = dog.stop()
             try:
-                self.lock.release(latest)
+                released = self.lock.release(latest)
+                if released and not settled:
+                    # Abandoned (cancelled, interrupted, Redis failing mid-way): wake the
+                    # followers so that one takes over now rather than at its next poll.
+                    with map_redis_errors("publish"):
+                        self._redis.publish(
+                            self._layout.channel, b"r|" + keys.value.encode()
+                        )
             except FleetcacheError as exc:
                 log.warning("releasing %s failed (it will expire): %s", keys.lock, exc)
 

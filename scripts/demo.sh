@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run the fleetcache demo against real Redis: scripts/demo.sh [demo options]
+# Sets up .venv and a Redis binary first (see scripts/_bootstrap.sh).
+set -euo pipefail
+# shellcheck source=scripts/_bootstrap.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
+exec .venv/bin/python -m fleetcache demo "$@"

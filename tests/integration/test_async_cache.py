@@ -1,0 +1,174 @@
+"""AsyncCache against a real Redis: same API and guarantees as the sync cache."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis
+
+from fleetcache import MISS, AsyncCache, LeaderFailed, Policy
+from fleetcache.core.keys import KeyLayout, request_hash
+from fleetcache.locking import AsyncFencedLock
+
+REQ = {"model": "m", "messages": [{"role": "user", "content": "async"}]}
+
+
+def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
+    """Run one async test body on a fresh event loop."""
+    asyncio.run(coro_fn())  # type: ignore[arg-type]
+
+
+async def until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Await a condition that has no event of its own (checks every 5 ms)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+def test_async_get_set_delete_invalidate(r: redis.Redis, redis_node: Any) -> None:
+    """The async API round-trips values and invalidates fleet-wide like the sync one."""
+
+    async def body() -> None:
+        client = redis_node.async_client()
+        async with AsyncCache(client, namespace="a1") as a, \
+                AsyncCache(redis_node.async_client(), namespace="a1") as b:
+            assert await a.get(REQ) is MISS
+            assert await a.set(REQ, {"v": 1})
+            assert await b.get(REQ) == {"v": 1}
+            gen = await a.invalidate()
+            await until(lambda: b.generation == gen)
+            assert await b.get(REQ) is MISS
+            assert await b.get_or_set(REQ, lambda: asyncio.sleep(0, "new")) == "new"
+            assert await a.delete(REQ)
+            assert await a.get(REQ) is MISS
+        await client.aclose()
+
+    run(body)
+
+
+def test_fifty_tasks_one_call(r: redis.Redis, redis_node: Any) -> None:
+    """50 concurrent tasks on one missing key make one upstream call and agree."""
+
+    async def body() -> None:
+        calls = 0
+
+        async def compute() -> dict[str, int]:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.1)
+            return {"answer": 42}
+
+        async with AsyncCache(redis_node.async_client(), namespace="a2") as cache:
+            results = await asyncio.gather(*(cache.get_or_set(REQ, compute) for _ in range(50)))
+        assert calls == 1
+        assert results == [{"answer": 42}] * 50
+        assert cache.stats.coalesced == 49
+
+    run(body)
+
+
+def test_async_leader_failure_reaches_follower(r: redis.Redis, redis_node: Any) -> None:
+    """The leader's exception reaches its caller; another cache's follower gets LeaderFailed."""
+
+    async def body() -> None:
+        release = asyncio.Event()
+
+        async def failing() -> Any:
+            await release.wait()
+            raise RuntimeError("upstream 500")
+
+        async with AsyncCache(redis_node.async_client(), namespace="a3") as a, \
+                AsyncCache(redis_node.async_client(), namespace="a3") as b:
+            ta = asyncio.create_task(a.get_or_set(REQ, failing))
+            await until(lambda: len(a._flights) == 1 and a.generation is not None)
+            lock = KeyLayout("a3").entry(request_hash(REQ), a.generation or 0).lock
+            await until(lambda: r.exists(lock))
+            tb = asyncio.create_task(b.get_or_set(REQ, lambda: asyncio.sleep(0, "B")))
+            await until(lambda: b._notifier.waiting() == 1)
+            release.set()
+            with pytest.raises(RuntimeError, match="upstream 500"):
+                await ta
+            with pytest.raises(LeaderFailed) as info:
+                await tb
+            assert info.value.exc_type == "builtins.RuntimeError"
+
+    run(body)
+
+
+def test_cancelled_leader_hands_over_and_leaks_nothing(r: redis.Redis, redis_node: Any) -> None:
+    """A leader task cancelled mid-compute releases its lease: one follower computes at once;
+    afterwards no task, waiter or subscribed connection is left behind."""
+
+    async def body() -> None:
+        baseline = {t for t in asyncio.all_tasks()}
+        started = asyncio.Event()
+        computed: list[str] = []
+
+        async def slow() -> str:
+            computed.append("a")
+            started.set()
+            await asyncio.sleep(60)
+            return "never"
+
+        async def quick() -> str:
+            computed.append("b")
+            return "from b"
+
+        policy = Policy(lock_ttl=30, poll_interval=20, wait_timeout=30)
+        async with AsyncCache(redis_node.async_client(), namespace="a4", policy=policy) as a, \
+                AsyncCache(redis_node.async_client(), namespace="a4", policy=policy) as b:
+            ta = asyncio.create_task(a.get_or_set(REQ, slow))
+            await started.wait()
+            tb = asyncio.create_task(b.get_or_set(REQ, quick))
+            await until(lambda: b._notifier.waiting() == 1)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            ta.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await ta
+            assert await tb == "from b"
+            handover = loop.time() - t0
+            assert handover < 5, f"follower took {handover:.2f}s: it waited for its poll"
+            assert computed == ["a", "b"]
+            assert b.stats.takeovers == 1
+            assert a._notifier.waiting() == 0 and b._notifier.waiting() == 0
+            assert len(a._flights) == 0 and len(b._flights) == 0
+        leftover = {t for t in asyncio.all_tasks()} - baseline - {asyncio.current_task()}
+        assert leftover == set(), leftover
+        subscribed = [c for c in r.client_list() if int(c.get("sub", 0)) > 0]
+        assert subscribed == []
+
+    run(body)
+
+
+def test_async_long_compute_keeps_lease_fenced(r: redis.Redis, redis_node: Any) -> None:
+    """A compute four lock TTLs long keeps its lease (watchdog task): one upstream call."""
+
+    async def body() -> None:
+        calls: list[str] = []
+
+        async def slow() -> str:
+            calls.append("x")
+            await asyncio.sleep(1.2)
+            return "slow"
+
+        policy = Policy(lock_ttl=0.3, wait_timeout=10)
+        ca, cb = redis_node.async_client(), redis_node.async_client()
+        async with AsyncCache(ca, namespace="a5", lock=AsyncFencedLock(ca), policy=policy) as a, \
+                AsyncCache(cb, namespace="a5", lock=AsyncFencedLock(cb), policy=policy) as b:
+            results = await asyncio.gather(a.get_or_set(REQ, slow), b.get_or_set(REQ, slow))
+        assert calls == ["x"]
+        assert results == ["slow", "slow"]
+        await ca.aclose()
+        await cb.aclose()
+
+    run(body)
+
+
+def test_async_cache_refuses_sync_client(r: redis.Redis) -> None:
+    """AsyncCache with a sync redis.Redis raises TypeError at once."""
+    with pytest.raises(TypeError, match=r"redis\.asyncio\.Redis"):
+        AsyncCache(r)  # type: ignore[arg-type]
