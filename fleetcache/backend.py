@@ -29,6 +29,31 @@ def map_redis_errors(what: str) -> Iterator[None]:
         raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
+#: Pool-specific entries of redis-py's connection kwargs that a cloned pool must not share.
+_POOL_BOUND = ("maint_notifications_pool_handler", "retry_on_timeout", "retry_on_error")
+
+
+def clone_kwargs(pool: Any, *, handshake: bool = True, **overrides: Any) -> dict[str, Any]:
+    """``pool``'s connection settings for a new pool of our own, with ``overrides``.
+
+    ``handshake=False`` drops the connect-time ``CLIENT SETINFO`` round trip.  Responses are
+    never decoded (fleetcache stores bytes).
+    """
+    kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+    for key in _POOL_BOUND:
+        kwargs.pop(key, None)
+    kwargs.update(overrides, decode_responses=False)
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        if f"orig_{key}" in kwargs and key in overrides:
+            kwargs[f"orig_{key}"] = overrides[key]
+    if not handshake:
+        if "driver_info" in kwargs:
+            kwargs["driver_info"] = None
+        else:  # redis-py before driver_info
+            kwargs.update(lib_name=None, lib_version=None)
+    return kwargs
+
+
 def bounded_client(client: redis.Redis, timeout: float | None) -> redis.Redis:
     """Return a client on its own pool with ``client``'s settings and bounded timeouts.
 
@@ -45,15 +70,9 @@ def bounded_client(client: redis.Redis, timeout: float | None) -> redis.Redis:
                 "fleetcache stores bytes: pass a client without decode_responses=True"
             )
         return client
-    kwargs: dict[str, Any] = dict(pool.connection_kwargs)
-    kwargs.update(
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-        decode_responses=False,
+    kwargs = clone_kwargs(
+        pool, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
     )
-    kwargs.pop("retry_on_timeout", None)
-    kwargs.pop("retry_on_error", None)
     new_pool = redis.ConnectionPool(
         connection_class=pool.connection_class,
         max_connections=pool.max_connections,
@@ -73,15 +92,12 @@ def bounded_async_client(
                 "fleetcache stores bytes: pass a client without decode_responses=True"
             )
         return client
-    kwargs: dict[str, Any] = dict(pool.connection_kwargs)
-    kwargs.update(
+    kwargs = clone_kwargs(
+        pool,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=AsyncRetry(NoBackoff(), 1),
-        decode_responses=False,
     )
-    kwargs.pop("retry_on_timeout", None)
-    kwargs.pop("retry_on_error", None)
     new_pool = aioredis.ConnectionPool(
         connection_class=pool.connection_class,
         max_connections=pool.max_connections,

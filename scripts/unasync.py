@@ -45,9 +45,9 @@ TOKEN_RULES: list[tuple[str, str]] = [
     (r"\bAsyncRetrying\b", "Retrying"),
     (r"\bAsyncScript\b", "Script"),
     (r"\bredis\.commands\.core import AsyncScript\b", "redis.commands.core import Script"),
-    (r"\bbounded_async_client\b", "bounded_client"),
-    (r"\bregister_async\b", "register"),
-    (r"\bfan_out_async\b", "fan_out"),
+    # hand-written pairs named ``x_async`` / ``x_async_y`` map onto ``x`` / ``x_y``
+    (r"\b([a-z][a-z_]*?)_async_([a-z_]+)\b", r"\1_\2"),
+    (r"\b([a-z][a-z_]*?)_async\b", r"\1"),
     (r"\basync_notifier\b", "notifier"),
     (r"\basync_watchdog\b", "watchdog"),
     (r"\basync_fanout\b", "fanout"),

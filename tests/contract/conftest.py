@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
@@ -19,12 +19,15 @@ import redis
 
 from fleetcache.locking import (
     AsyncFencedLock,
+    AsyncRedlock,
     AsyncSetNxLock,
     FencedLock,
     Lease,
     RedisLockAdapter,
+    Redlock,
     SetNxLock,
 )
+from fleetcache.testing import NodeProvider, RedisNode
 
 T = TypeVar("T")
 
@@ -76,6 +79,14 @@ class Backend:
     client: redis.Redis
     fenced: bool
     ttl: float  # a short TTL this backend can honour (python-redis-lock: whole seconds)
+    all_clients: list[redis.Redis] = field(default_factory=list)
+
+    def delete_matching(self, pattern: str, keep: Callable[[bytes], bool]) -> None:
+        """Delete the keys matching ``pattern`` on every node, except those ``keep`` spares."""
+        for client in self.all_clients or [self.client]:
+            for key in client.scan_iter(pattern):
+                if not keep(key):
+                    client.delete(key)
 
 
 SYNC: dict[str, tuple[Callable[[redis.Redis], Any], bool, float]] = {
@@ -101,14 +112,46 @@ def event_loop_thread() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-@pytest.fixture(params=sorted(SYNC) + sorted(ASYNC))
+@pytest.fixture(scope="session")
+def redlock_nodes(redis_provider: NodeProvider) -> Iterator[list[RedisNode]]:
+    """Three more nodes: with the shared node, Redlock's masters for the contract suite."""
+    nodes = redis_provider.start(2)
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
+REDLOCK = ("redlock", "async-redlock")
+
+
+@pytest.fixture(params=sorted(SYNC) + sorted(ASYNC) + list(REDLOCK))
 def backend(
     request: pytest.FixtureRequest,
     r: redis.Redis,
     redis_node: Any,
+    redlock_nodes: list[RedisNode],
     event_loop_thread: asyncio.AbstractEventLoop,
 ) -> Iterator[Backend]:
-    """Each lock backend in turn, on the shared Redis node."""
+    """Each lock backend in turn: single-node ones on the shared node, Redlock on three."""
+    nodes = [redis_node, *redlock_nodes]
+    if request.param == "redlock":
+        for node in redlock_nodes:
+            node.client().flushall()
+        clients = [n.client(socket_timeout=0.5) for n in nodes]
+        yield Backend(Redlock(clients), r, True, 0.3, [n.client() for n in nodes])
+        return
+    if request.param == "async-redlock":
+        for node in redlock_nodes:
+            node.client().flushall()
+        aholder: dict[str, Any] = {}
+
+        def make_redlock() -> Any:
+            aholder["clients"] = [n.async_client(socket_timeout=0.5) for n in nodes]
+            return AsyncRedlock(aholder["clients"])
+
+        yield Backend(LoopFacade(make_redlock, event_loop_thread), r, True, 0.3,
+                      [n.client() for n in nodes])
+        return
     if request.param in SYNC:
         factory, fenced, ttl = SYNC[request.param]
         yield Backend(factory(r), r, fenced, ttl)

@@ -95,9 +95,8 @@ def test_hold_reports_a_lost_lease(backend: Backend) -> None:
     """If the lock is deleted under a hold() block, LockLost is raised on exit."""
     n = name()
     with pytest.raises(LockLost), backend.lock.hold(n, backend.ttl, wait=1):
-        for key in backend.client.scan_iter(f"*{n}*"):
-            if not key.endswith(b":fence") and not key.startswith(b"lock-signal"):
-                backend.client.delete(key)
+        backend.delete_matching(
+            f"*{n}*", keep=lambda k: k.endswith(b":fence") or k.startswith(b"lock-signal"))
         other = backend.lock.try_acquire(n, 30)
         assert other is not None
         time.sleep(backend.ttl / 2)
@@ -122,8 +121,7 @@ def test_fences_strictly_increase(backend: Backend) -> None:
     fences = []
     for i in range(40):
         if i == 20:
-            for key in backend.client.scan_iter(f"*{n}*:fence"):
-                backend.client.delete(key)
+            backend.delete_matching(f"*{n}*:fence", keep=lambda k: False)
         lease = backend.lock.acquire(n, 5, wait=1)
         fences.append(lease.fence)
         assert backend.lock.release(lease)
@@ -144,7 +142,7 @@ def test_acquire_times_out(backend: Backend) -> None:
         backend.lock.acquire(n, 5, wait=0.3)
     elapsed = time.monotonic() - start
     assert info.value.name == n
-    assert 0.25 <= info.value.waited <= 2.0
+    assert 0.3 - 0.11 <= info.value.waited <= 2.0  # gives up when the next back-off would pass wait
     assert elapsed < 2.5
     backend.lock.release(held)
 

@@ -1,0 +1,310 @@
+"""Helpers shared by the CLI commands: a throwaway Redis, clients, numbers and tables.
+
+``redis_target(url)`` yields ``url`` when one is given; otherwise it starts a throwaway
+``redis-server`` on a free 127.0.0.1 port (through :mod:`fleetcache.testing` when that is
+available, else a plain child process) and stops it, by its PID, when the block exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+LOOPBACK = "127.0.0.1"
+#: Socket timeout of the clients the CLI opens (seconds).
+CLIENT_TIMEOUT = 5.0
+_START_TIMEOUT = 15.0
+_STOP_TIMEOUT = 10.0
+
+
+def log(msg: str) -> None:
+    """Print a diagnostic line on stderr (stdout is kept for results and --json)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+def connect(url: str, **overrides: Any) -> redis.Redis:
+    """A client for ``url`` with bounded timeouts and no retry storm (bytes responses)."""
+    options: dict[str, Any] = {
+        "socket_timeout": CLIENT_TIMEOUT,
+        "socket_connect_timeout": CLIENT_TIMEOUT,
+        "retry": Retry(NoBackoff(), 1),
+    }
+    options.update(overrides)
+    client: redis.Redis = redis.Redis.from_url(url, **options)
+    return client
+
+
+def drop_keys(r: redis.Redis, *patterns: str) -> int:
+    """Delete every key matching ``patterns`` (SCAN + UNLINK); return how many went.
+
+    Best effort (it cleans up after a run): Redis errors are logged, not raised.
+    """
+    dropped = 0
+    try:
+        for pattern in patterns:
+            batch: list[bytes] = []
+            for key in r.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    dropped += int(r.unlink(*batch))
+                    batch.clear()
+            if batch:
+                dropped += int(r.unlink(*batch))
+    except (redis.RedisError, OSError) as exc:
+        log(f"could not clean up {patterns}: {type(exc).__name__}: {exc}")
+    return dropped
+
+
+def fresh_namespace(prefix: str) -> str:
+    """A namespace no earlier run used: ``prefix-<unix time>-<random hex>``."""
+    return f"{prefix}-{int(time.time())}-{secrets.token_hex(3)}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def popen_redis() -> Iterator[str]:
+    """A ``redis-server`` child process on a free loopback port, stopped by its PID."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.access(binary, os.X_OK):
+        raise RuntimeError("no redis-server binary found: pass --redis URL or install Redis")
+    port = _free_port()
+    cmd = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        LOOPBACK,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        "--daemonize",
+        "no",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"redis://{LOOPBACK}:{port}/0"
+    try:
+        deadline = time.monotonic() + _START_TIMEOUT
+        probe = connect(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with status {proc.returncode}")
+            with contextlib.suppress(redis.RedisError, OSError):
+                info = probe.info("server")
+                if int(info.get("process_id", -1)) == proc.pid:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {port} never answered")
+            time.sleep(0.02)
+        probe.close()
+        yield url
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=_STOP_TIMEOUT)
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        while _port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def _testing_nodes() -> contextlib.AbstractContextManager[Any] | None:
+    """``fleetcache.testing.redis_nodes(1, kind="local")``, or None if it is unavailable."""
+    try:
+        from fleetcache.testing import redis_nodes  # noqa: PLC0415
+    except ImportError:
+        return None
+    return redis_nodes(1, kind="local")
+
+
+@contextlib.contextmanager
+def local_redis() -> Iterator[str]:
+    """Start a throwaway local Redis and yield its URL; stop it when the block exits."""
+    manager = _testing_nodes()
+    if manager is not None:
+        try:
+            nodes = manager.__enter__()
+            url = str(nodes[0].url)
+        except Exception as exc:  # provider unusable here: fall back to a plain process
+            log(f"fleetcache.testing could not start Redis ({exc}); using redis-server")
+            with contextlib.suppress(Exception):
+                manager.__exit__(None, None, None)
+        else:
+            try:
+                yield url
+            finally:
+                manager.__exit__(None, None, None)
+            return
+    with popen_redis() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def redis_target(url: str | None, *, quiet: bool = False) -> Iterator[str]:
+    """Yield ``url``, or the URL of a throwaway local Redis started for the block."""
+    if url:
+        yield url
+        return
+    with local_redis() as local:
+        if not quiet:
+            log(f"started a throwaway Redis at {local} (pass --redis URL to use your own)")
+        yield local
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) by linear interpolation; NaN for no values."""
+    if not 0 <= p <= 100:
+        raise ValueError(f"percentile must be within [0, 100], not {p}")
+    if not values:
+        return math.nan
+    data = sorted(values)
+    rank = (len(data) - 1) * p / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(data) - 1)
+    return data[low] + (data[high] - data[low]) * (rank - low)
+
+
+def ms(seconds: float, digits: int = 1) -> str:
+    """Seconds formatted as milliseconds, e.g. ``'12.3 ms'``; ``'-'`` for NaN."""
+    if math.isnan(seconds):
+        return "-"
+    return f"{seconds * 1000:.{digits}f} ms"
+
+
+def us(seconds: float) -> str:
+    """Seconds formatted as microseconds, e.g. ``'85.2 µs'``."""
+    return "-" if math.isnan(seconds) else f"{seconds * 1e6:.1f} µs"
+
+
+def pct(fraction: float) -> str:
+    """A fraction formatted as a percentage, e.g. ``'87.5 %'``."""
+    return "-" if math.isnan(fraction) else f"{fraction * 100:.1f} %"
+
+
+# --------------------------------------------------------------------------- output
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        parts = [row[0].ljust(widths[0])]
+        parts += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+
+
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None
+) -> None:
+    """Print :func:`format_table` on stdout, under an optional title."""
+    if title:
+        print(title)
+    print(format_table(headers, rows))
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as indented JSON on stdout (NaN becomes null)."""
+    print(json.dumps(_nan_to_none(obj), indent=2, sort_keys=False))
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+class Progress:
+    """Progress on stderr: one updating line on a TTY, a line every few seconds otherwise."""
+
+    def __init__(
+        self, stream: TextIO | None = None, every: float = 2.0, enabled: bool = True
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.every = every
+        self.enabled = enabled
+        self._last = -math.inf
+        self._width = 0
+
+    def update(self, text: str, *, force: bool = False) -> None:
+        """Show ``text`` (rate-limited to every ``every`` seconds off a TTY)."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            pad = max(0, self._width - len(text))
+            self.stream.write("\r" + text + " " * pad)
+            self._width = len(text)
+            self.stream.flush()
+        elif force or now - self._last >= self.every:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self._last = now
+
+    def done(self, text: str) -> None:
+        """Show the final state and end the line."""
+        if not self.enabled:
+            return
+        if self.tty:
+            self.update(text)
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0
+        else:
+            self.update(text, force=True)

@@ -1,0 +1,120 @@
+"""The process side of ``bench stampede``: callers that miss one key together, each round.
+
+A worker process runs ``threads`` callers.  Each round every caller waits on the
+cross-process barrier, sleeps until the round's common start instant, calls
+``get_or_set`` on the round's fresh request and reports its latency, the time its
+``compute`` took (only the leader runs it) and a digest of the value it got.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import multiprocessing
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Barrier
+from typing import Any
+
+import orjson
+import redis
+
+from fleetcache import Cache, Policy
+from fleetcache.cli.common import connect
+from fleetcache.locking import FencedLock, Lock, SetNxLock
+
+KEY_TTL_S = 600
+
+#: Lock backends of ``--lock``: name -> factory taking a client (add Redlock here).
+LOCKS: dict[str, Callable[[redis.Redis], Lock]] = {
+    "setnx": SetNxLock,
+    "fenced": FencedLock,
+}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every worker process needs (picklable)."""
+
+    url: str
+    namespace: str
+    threads: int
+    upstream: float
+    lock_ttl: float
+    lock: str
+
+    def counter_key(self, rnd: int) -> str:
+        """INCRed by every upstream call of round ``rnd``."""
+        return f"fcbench:{self.namespace}:calls:{rnd}"
+
+
+def worker_main(
+    setup: Setup,
+    barrier: Barrier,
+    current: Synchronized[int],
+    go_at: Synchronized[float],
+    results: multiprocessing.Queue[dict[str, Any]],
+) -> None:
+    """One process: ``setup.threads`` callers, one call each per round until round < 0."""
+    r = connect(setup.url)
+    lock = LOCKS[setup.lock](connect(setup.url, socket_timeout=1.0))
+    policy = Policy(
+        ttl=KEY_TTL_S, lock_ttl=setup.lock_ttl, wait_timeout=max(30.0, 20 * setup.upstream)
+    )
+    cache = Cache(r, namespace=setup.namespace, lock=lock, policy=policy)
+    warm = {"bench": "stampede", "warm-up": os.getpid()}
+    cache.get_or_set(warm, lambda: "warm")  # subscribe, load the scripts
+
+    def compute(rnd: int, box: list[float]) -> dict[str, Any]:
+        start = time.monotonic()
+        time.sleep(setup.upstream)
+        pipe = r.pipeline(transaction=False)
+        pipe.incr(setup.counter_key(rnd))
+        pipe.expire(setup.counter_key(rnd), KEY_TTL_S)
+        pipe.execute()
+        value = {"round": rnd, "nonce": secrets.token_hex(8), "pid": os.getpid()}
+        box.append(time.monotonic() - start)
+        return value
+
+    def caller() -> None:
+        cache.get(warm)  # one pooled connection per thread before round 1
+        while True:
+            barrier.wait()
+            rnd, start_at = current.value, go_at.value
+            if rnd < 0:
+                return
+            delay = start_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            box: list[float] = []
+            request = {"bench": "stampede", "ns": setup.namespace, "round": rnd}
+            start = time.monotonic()
+            try:
+                value = cache.get_or_set(request, functools.partial(compute, rnd, box))
+                digest, error = hashlib.sha256(orjson.dumps(value)).hexdigest(), None
+            except Exception as exc:
+                digest, error = "", f"{type(exc).__name__}: {exc}"
+            end = time.monotonic()
+            results.put(
+                {
+                    "round": rnd,
+                    "start": start,
+                    "latency": end - start,
+                    "compute": box[0] if box else None,
+                    "value": digest,
+                    "error": error,
+                }
+            )
+
+    threads = [threading.Thread(target=caller) for _ in range(setup.threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    results.put({"round": -1, "stats": cache.stats.snapshot()})
+    cache.close()

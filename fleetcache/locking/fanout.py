@@ -1,0 +1,176 @@
+"""Run one Lua script on several independent Redis nodes at once: Redlock's round trip.
+
+A hand-written pair (DESIGN §5): :func:`fan_out` for threads, :func:`fan_out_async` for
+asyncio.  Both return, per node, the script's reply or the exception that node raised, and
+bound each node by its client's own socket timeout.
+
+The sync fan-out uses no thread pool: it writes the command on every node's connection
+first, then waits on all the sockets at once (``selectors``) and reads each reply as it
+arrives, so one round costs the slowest node's latency, not the sum.  Connections come from
+per-node pools that :func:`redlock_client` opens with the node client's settings minus the
+connect-time ``CLIENT SETINFO`` handshake and minus retries, so that connecting to a hung
+node costs nothing until its reply is awaited, in parallel with the others.  (With AUTH or
+a non-zero db the connect handshake remains; a hung node then costs its timeout once per
+reconnection.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import selectors
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+from redis.retry import Retry
+
+from fleetcache.backend import REDIS_ERRORS, clone_kwargs, lua_source
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    """A Lua script's source and SHA-1 (for EVALSHA with an EVAL fallback)."""
+
+    source: str
+    sha: str
+
+    @classmethod
+    def load(cls, package: str, name: str) -> LuaScript:
+        """The shipped script ``lua/<name>.lua`` of ``package``."""
+        src = lua_source(package, name)
+        return cls(src, hashlib.sha1(src.encode()).hexdigest())
+
+
+def node_timeout(client: redis.Redis | aioredis.Redis) -> float:
+    """A node client's socket timeout: Redlock's per-node timeout (must be set)."""
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    if timeout is None or timeout <= 0:
+        raise ValueError(
+            "every Redlock client needs a positive socket_timeout: it is the per-node timeout"
+        )
+    return float(timeout)
+
+
+def redlock_client(client: redis.Redis) -> redis.Redis:
+    """A client on its own pool with ``client``'s settings, no retries, no SETINFO."""
+    if not isinstance(client, redis.Redis):
+        raise TypeError(f"Redlock needs redis.Redis clients, not {type(client).__name__}")
+    node_timeout(client)
+    pool = client.connection_pool
+    if type(pool) is not redis.ConnectionPool:
+        return client
+    kwargs = clone_kwargs(pool, handshake=False, retry=Retry(NoBackoff(), 0))
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs))
+
+
+def redlock_async_client(client: aioredis.Redis) -> aioredis.Redis:
+    """The asyncio twin of :func:`redlock_client`."""
+    if not isinstance(client, aioredis.Redis):
+        raise TypeError(
+            f"Redlock needs redis.asyncio.Redis clients, not {type(client).__name__}"
+        )
+    node_timeout(client)
+    pool = client.connection_pool
+    if type(pool) is not aioredis.ConnectionPool:
+        return client
+    kwargs = clone_kwargs(pool, handshake=False, retry=AsyncRetry(NoBackoff(), 0))
+    return aioredis.Redis(connection_pool=aioredis.ConnectionPool(
+        connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs))
+
+
+def _read(conn: Any, script: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    try:
+        return conn.read_response()
+    except NoScriptError:
+        conn.send_command("EVAL", script.source, len(keys), *keys, *args)
+        return conn.read_response()
+
+
+def fan_out(
+    clients: Sequence[redis.Redis], script: LuaScript, keys: Sequence[Any], args: Sequence[Any]
+) -> list[Any]:
+    """Run ``script`` on every node in one parallel round; a reply or an exception each."""
+    results: list[Any] = [None] * len(clients)
+    pending: dict[int, tuple[Any, Any, float]] = {}
+    sel = selectors.DefaultSelector()
+    try:
+        for i, client in enumerate(clients):
+            pool = client.connection_pool
+            conn = None
+            try:
+                deadline = time.monotonic() + node_timeout(client)
+                conn = pool.get_connection()
+                conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                sock = getattr(conn, "_sock", None)
+                if sock is None or conn.can_read(timeout=0):
+                    results[i] = _read(conn, script, keys, args)
+                    pool.release(conn)
+                    continue
+                pending[i] = (conn, pool, deadline)
+                sel.register(sock, selectors.EVENT_READ, i)
+            except REDIS_ERRORS as exc:
+                results[i] = exc
+                if conn is not None:
+                    conn.disconnect()
+                    pool.release(conn)
+        while pending:
+            now = time.monotonic()
+            for i in [i for i, (_, _, d) in pending.items() if d <= now]:
+                conn, pool, _ = pending.pop(i)
+                sel.unregister(conn._sock)
+                results[i] = redis.exceptions.TimeoutError("node did not answer in time")
+                conn.disconnect()
+                pool.release(conn)
+            if not pending:
+                break
+            wait = min(d for _, _, d in pending.values()) - now
+            for key, _ in sel.select(max(0.0, wait)):
+                i = key.data
+                conn, pool, _ = pending.pop(i)
+                sel.unregister(key.fileobj)
+                try:
+                    results[i] = _read(conn, script, keys, args)
+                except REDIS_ERRORS as exc:
+                    results[i] = exc
+                    conn.disconnect()
+                finally:
+                    pool.release(conn)
+    finally:
+        for conn, pool, _ in pending.values():  # only on an unexpected error
+            conn.disconnect()
+            pool.release(conn)
+        sel.close()
+    return results
+
+
+async def _one_async(
+    client: aioredis.Redis, script: LuaScript, keys: Sequence[Any], args: Sequence[Any]
+) -> Any:
+    try:
+        async with asyncio.timeout(node_timeout(client)):
+            try:
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return await client.eval(script.source, len(keys), *keys, *args)
+    except TimeoutError:
+        return redis.exceptions.TimeoutError("node did not answer in time")
+    except REDIS_ERRORS as exc:
+        return exc
+
+
+async def fan_out_async(
+    clients: Sequence[aioredis.Redis],
+    script: LuaScript,
+    keys: Sequence[Any],
+    args: Sequence[Any],
+) -> list[Any]:
+    """The asyncio twin of :func:`fan_out` (``asyncio.gather`` over the nodes)."""
+    return list(await asyncio.gather(*(_one_async(c, script, keys, args) for c in clients)))
