@@ -1,14 +1,14 @@
 """The entry envelope: the value plus the metadata stored with it, and its codec.
 
 Stored form: the 4-byte magic ``FC1\\x00`` followed by the orjson encoding of
-``[created, fresh_until, compute_seconds, fence, value]``.  One ``orjson.loads`` decodes
+``[created, fresh_until, compute_seconds, fence, value]`` (a JSON array:
+the :class:`Envelope` named tuple as it is).  One ``orjson.loads`` decodes
 it, so a hit costs about what decoding the bare value would.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -16,22 +16,22 @@ from fleetcache.errors import CodecError
 
 MAGIC = b"FC1\x00"
 _FIELDS = 5
+_NUMBERS = (int, float)
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A cached value with its metadata.
+class Envelope(NamedTuple):
+    """A cached value with its metadata, in its stored order.
 
     ``created`` and ``fresh_until`` are wall-clock epoch seconds; ``compute_seconds`` is how
     long the upstream call took; ``fence`` is the fencing token of the lease the value was
     written under (None when the lock provides none).
     """
 
-    value: Any
     created: float
     fresh_until: float
     compute_seconds: float
-    fence: int | None = None
+    fence: int | None
+    value: Any
 
 
 def encode_value(value: Any) -> bytes:
@@ -45,9 +45,7 @@ def encode_value(value: Any) -> bytes:
 def encode(env: Envelope) -> bytes:
     """Serialise an envelope; raise TypeError when its value is not JSON data."""
     try:
-        body = orjson.dumps(
-            [env.created, env.fresh_until, env.compute_seconds, env.fence, env.value]
-        )
+        body = orjson.dumps(tuple(env))
     except orjson.JSONEncodeError as exc:
         raise TypeError(f"value is not JSON-serialisable: {exc}") from None
     return MAGIC + body
@@ -61,11 +59,15 @@ def decode(raw: bytes) -> Envelope:
         parts = orjson.loads(memoryview(raw)[len(MAGIC) :])
     except orjson.JSONDecodeError as exc:
         raise CodecError(f"stored entry is not valid JSON: {exc}") from exc
-    if not isinstance(parts, list) or len(parts) != _FIELDS:
+    if type(parts) is not list or len(parts) != _FIELDS:
         raise CodecError("stored entry has the wrong shape")
-    created, fresh_until, compute_seconds, fence, value = parts
-    if not all(isinstance(x, (int, float)) for x in (created, fresh_until, compute_seconds)):
+    env = Envelope._make(parts)
+    if not (
+        type(env.created) in _NUMBERS
+        and type(env.fresh_until) in _NUMBERS
+        and type(env.compute_seconds) in _NUMBERS
+    ):
         raise CodecError("stored entry has non-numeric timestamps")
-    if fence is not None and not isinstance(fence, int):
+    if env.fence is not None and type(env.fence) is not int:
         raise CodecError("stored entry has a non-integer fence")
-    return Envelope(value, float(created), float(fresh_until), float(compute_seconds), fence)
+    return env

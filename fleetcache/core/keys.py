@@ -31,23 +31,33 @@ _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _PREFIX = "fc"
 
 
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
 def canonical_json(obj: Any) -> bytes:
     """Return the canonical JSON bytes of ``obj``: sorted keys, compact, UTF-8.
 
-    Integers beyond 64 bits, which orjson refuses, are encoded by the standard library.
-    Raises :class:`TypeError` for anything that is not plain JSON data (sets, bytes,
-    arbitrary objects, non-string dict keys, NaN and infinities are refused rather than
-    silently coerced, so that two different requests can never share a hash).
+    Raises :class:`TypeError` for anything that is not JSON data: sets, bytes, arbitrary
+    objects, dataclasses, datetimes, non-string dict keys, NaN and infinities are refused
+    rather than silently coerced, so that two different requests never share a hash.
+    (orjson's own JSON renderings of ``uuid.UUID`` and ``enum.Enum`` members are accepted:
+    they hash as the JSON value they render to.)  Integers beyond 64 bits, which orjson
+    refuses, are encoded by the standard library.
     """
-    _reject_non_json(obj)
     try:
-        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        out = orjson.dumps(obj, option=_CANONICAL)
     except orjson.JSONEncodeError as exc:
         if "64-bit" not in str(exc):
             raise TypeError(f"request is not JSON-serialisable: {exc}") from None
-    # orjson refuses integers beyond 64 bits; the standard library takes them.  Whether a
-    # value goes this way depends on the value alone, so equal requests still hash alike.
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        # orjson refuses integers beyond 64 bits; the standard library takes them.  Whether
+        # a value goes this way depends on the value alone, so equal requests hash alike.
+        _reject_non_json(obj)
+        return json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    if b"null" in out:  # orjson writes NaN and infinities as null: look for them
+        _reject_non_json(obj)
+    return out
 
 
 def _reject_non_json(obj: Any) -> None:
@@ -120,9 +130,13 @@ class KeyLayout:
         """A SCAN pattern matching every key of this namespace."""
         return f"{_PREFIX}:{self.namespace}:*"
 
+    def value_key(self, digest: str, gen: int) -> str:
+        """Just the entry key (the hit path needs nothing else)."""
+        return f"{_PREFIX}:{self.namespace}:{gen}:{{{digest}}}"
+
     def entry(self, digest: str, gen: int) -> EntryKeys:
         """Keys of the entry with request hash ``digest`` in generation ``gen``."""
-        base = f"{_PREFIX}:{self.namespace}:{gen}:{{{digest}}}"
+        base = self.value_key(digest, gen)
         return EntryKeys(
             value=base, lock=f"{base}:lock", error=f"{base}:err", fence=f"{base}:fence"
         )

@@ -22,6 +22,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import redis
@@ -146,6 +147,19 @@ def ping_overdue(now: float, last_pong: float) -> bool:
     return now - last_pong > 2 * PING_EVERY + READ_TIMEOUT
 
 
+#: Every live thread notifier, so that a forked child resets them all (its parent's
+#: threads do not exist in the child).  Cheaper than checking os.getpid() on every hit.
+_LIVE: weakref.WeakSet[Notifier] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for notifier in list(_LIVE):
+        notifier._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Notifier:
     """Owns the subscription to ``channel`` and dispatches its messages.
 
@@ -176,11 +190,12 @@ class Notifier:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self.reconnects = 0
+        _LIVE.add(self)
 
     @property
     def healthy(self) -> bool:
         """True while subscribed: notifications are being delivered."""
-        return self._healthy.is_set() and self._pid == os.getpid()
+        return self._healthy.is_set()
 
     def start(self, timeout: float) -> bool:
         """Start the thread if needed; wait up to ``timeout`` for the subscription."""

@@ -14,7 +14,12 @@ from typing import Any
 import orjson
 from redis import asyncio as aioredis
 
-from fleetcache.backend import bounded_async_client, map_redis_errors, register_async
+from fleetcache.backend import (
+    REDIS_ERRORS,
+    bounded_async_client,
+    map_redis_errors,
+    register_async,
+)
 from fleetcache.core import envelope
 from fleetcache.core.async_notifier import AsyncNotifier
 from fleetcache.core.breaker import Breaker
@@ -101,15 +106,17 @@ class AsyncCache:
     async def get(self, request: Any) -> Any:
         """The cached value for ``request``, or :data:`~fleetcache.MISS`.
 
-        Fail-open: with Redis failing, a MISS (``policy.fail_open``) or BackendError.
+        One round trip.  Fail-open: with Redis failing, a MISS (``policy.fail_open``) or
+        BackendError.
         """
         digest = request_hash(request)
         if not self._breaker.allow():
-            return self._unavailable(None)
+            return self._fallback()
         try:
-            env = await self._read((await self._keys(digest)).value)
+            env = await self._lookup(digest)
         except BackendError as exc:
-            return self._unavailable(exc)
+            self._failed(exc)
+            return self._fallback()
         self._breaker.success()
         if env is None:
             self.stats.incr("misses")
@@ -125,11 +132,12 @@ class AsyncCache:
         """
         digest = request_hash(request)
         now = self._clock.time()
-        payload = envelope.encode(envelope.Envelope(value, now, now + self.policy.ttl, 0.0))
+        payload = envelope.encode(envelope.Envelope(now, now + self.policy.ttl, 0.0, None, value))
         try:
             return await self._store(await self._keys(digest), payload, None)
         except BackendError as exc:
-            self._unavailable(exc)
+            self._failed(exc)
+            self._fallback()
             return False
 
     async def delete(self, request: Any) -> bool:
@@ -140,7 +148,8 @@ class AsyncCache:
             with map_redis_errors("delete"):
                 return bool(await self._redis.delete(keys.value, keys.fence, keys.error))
         except BackendError as exc:
-            self._unavailable(exc)
+            self._failed(exc)
+            self._fallback()
             return False
 
     async def invalidate(self) -> int:
@@ -169,8 +178,21 @@ class AsyncCache:
         if not callable(compute):
             raise TypeError(f"compute must be callable, not {type(compute).__name__}")
         digest = request_hash(request)
+        looked = False
+        if self._breaker.allow():  # the hit path: one GET, no single-flight bookkeeping
+            try:
+                env = await self._lookup(digest)
+            except BackendError as exc:
+                self._failed(exc)
+            else:
+                self._breaker.success()
+                if env is not None:
+                    self.stats.incr("hits")
+                    return env.value
+                self.stats.incr("misses")
+                looked = True
         value, shared = await self._flights.run(
-            digest, lambda: self._resolve(digest, compute), self.policy.wait_timeout
+            digest, lambda: self._resolve(digest, compute, looked), self.policy.wait_timeout
         )
         if shared:
             self.stats.incr("coalesced")
@@ -226,37 +248,48 @@ class AsyncCache:
 
     # ------------------------------------------------------------------ the flow
 
-    def _unavailable(self, exc: BackendError | None) -> Missing:
-        if exc is not None:
-            self.stats.incr("backend_errors")
-            delay = self._breaker.failure()
-            log.warning("Redis unavailable (%s); skipping it for %.2fs", exc, delay)
-            if not self.policy.fail_open:
-                raise exc
-        elif not self.policy.fail_open:
+    def _failed(self, exc: BackendError) -> None:
+        """Redis failed: open the breaker; re-raise unless the policy fails open."""
+        self.stats.incr("backend_errors")
+        delay = self._breaker.failure()
+        log.warning("Redis unavailable (%s); skipping it for %.2fs", exc, delay)
+        if not self.policy.fail_open:
+            raise exc
+
+    def _fallback(self) -> Missing:
+        """Answer without Redis (fail-open), or raise BackendError when failing closed."""
+        if not self.policy.fail_open:
             raise BackendError("Redis unavailable (recent failures; retrying soon)")
         self.stats.incr("fail_open")
         return MISS
 
-    async def _resolve(self, digest: str, compute: Callable[[], Any]) -> Any:
+    async def _lookup(self, digest: str) -> envelope.Envelope | None:
+        """The hit path: one GET of the entry in the current generation."""
+        gen = self._gen.value
+        if gen is None or not self._notifier.healthy:
+            key = (await self._keys(digest)).value
+        else:
+            key = self._layout.value_key(digest, gen)
+        try:
+            raw = await self._redis.get(key)
+        except REDIS_ERRORS as exc:
+            raise BackendError(f"GET: {type(exc).__name__}: {exc}") from exc
+        return self._decode(key, raw)
+
+    async def _resolve(self, digest: str, compute: Callable[[], Any], looked: bool) -> Any:
+        """Run by one caller per process for a missing key: Redis flow, or fail open."""
         call = AsyncComputeCall(compute)
         if self._breaker.allow():
             try:
-                value = await self._resolve_with_redis(digest, call)
+                value = await self._resolve_with_redis(digest, call, looked)
                 self._breaker.success()
                 return value
             except BackendError as exc:
-                self._unavailable(exc)
-        else:
-            self._unavailable(None)
+                self._failed(exc)
+        self._fallback()
         if not call.ran:
             self.stats.incr("upstream_calls")
         return await call()
-
-    async def _read(self, key: str) -> envelope.Envelope | None:
-        with map_redis_errors("GET"):
-            raw = await self._redis.get(key)
-        return self._decode(key, raw)
 
     def _decode(self, key: str, raw: Any) -> envelope.Envelope | None:
         if raw is None:
@@ -268,14 +301,16 @@ class AsyncCache:
             log.warning("corrupt entry %s treated as a miss: %s", key, exc)
             return None
 
-    async def _resolve_with_redis(self, digest: str, call: AsyncComputeCall) -> Any:
-        keys = await self._keys(digest)
-        env = await self._read(keys.value)
-        if env is not None:
-            self.stats.incr("hits")
-            return env.value
-        self.stats.incr("misses")
-        return await self._fill(keys, call)
+    async def _resolve_with_redis(
+        self, digest: str, call: AsyncComputeCall, looked: bool
+    ) -> Any:
+        if not looked:  # the caller's own look failed or was skipped: look now
+            env = await self._lookup(digest)
+            if env is not None:
+                self.stats.incr("hits")
+                return env.value
+            self.stats.incr("misses")
+        return await self._fill(await self._keys(digest), call)
 
     async def _fill(self, keys: EntryKeys, call: AsyncComputeCall) -> Any:
         """Become the leader, or follow the leader until its value appears."""
@@ -331,7 +366,7 @@ class AsyncCache:
                 value = await call()
                 now = self._clock.time()
                 payload = envelope.encode(
-                    envelope.Envelope(value, now, now + policy.ttl, call.seconds, lease.fence)
+                    envelope.Envelope(now, now + policy.ttl, call.seconds, lease.fence, value)
                 )
             except Exception as exc:
                 settled = True

@@ -16,7 +16,12 @@ from typing import Any
 import orjson
 import redis
 
-from fleetcache.backend import bounded_client, map_redis_errors, register
+from fleetcache.backend import (
+    REDIS_ERRORS,
+    bounded_client,
+    map_redis_errors,
+    register,
+)
 from fleetcache.core import envelope
 from fleetcache.core.notifier import Notifier
 from fleetcache.core.breaker import Breaker
@@ -103,15 +108,17 @@ class Cache:
     def get(self, request: Any) -> Any:
         """The cached value for ``request``, or :data:`~fleetcache.MISS`.
 
-        Fail-open: with Redis failing, a MISS (``policy.fail_open``) or BackendError.
+        One round trip.  Fail-open: with Redis failing, a MISS (``policy.fail_open``) or
+        BackendError.
         """
         digest = request_hash(request)
         if not self._breaker.allow():
-            return self._unavailable(None)
+            return self._fallback()
         try:
-            env = self._read((self._keys(digest)).value)
+            env = self._lookup(digest)
         except BackendError as exc:
-            return self._unavailable(exc)
+            self._failed(exc)
+            return self._fallback()
         self._breaker.success()
         if env is None:
             self.stats.incr("misses")
@@ -127,11 +134,12 @@ class Cache:
         """
         digest = request_hash(request)
         now = self._clock.time()
-        payload = envelope.encode(envelope.Envelope(value, now, now + self.policy.ttl, 0.0))
+        payload = envelope.encode(envelope.Envelope(now, now + self.policy.ttl, 0.0, None, value))
         try:
             return self._store(self._keys(digest), payload, None)
         except BackendError as exc:
-            self._unavailable(exc)
+            self._failed(exc)
+            self._fallback()
             return False
 
     def delete(self, request: Any) -> bool:
@@ -142,7 +150,8 @@ class Cache:
             with map_redis_errors("delete"):
                 return bool(self._redis.delete(keys.value, keys.fence, keys.error))
         except BackendError as exc:
-            self._unavailable(exc)
+            self._failed(exc)
+            self._fallback()
             return False
 
     def invalidate(self) -> int:
@@ -171,8 +180,21 @@ class Cache:
         if not callable(compute):
             raise TypeError(f"compute must be callable, not {type(compute).__name__}")
         digest = request_hash(request)
+        looked = False
+        if self._breaker.allow():  # the hit path: one GET, no single-flight bookkeeping
+            try:
+                env = self._lookup(digest)
+            except BackendError as exc:
+                self._failed(exc)
+            else:
+                self._breaker.success()
+                if env is not None:
+                    self.stats.incr("hits")
+                    return env.value
+                self.stats.incr("misses")
+                looked = True
         value, shared = self._flights.run(
-            digest, lambda: self._resolve(digest, compute), self.policy.wait_timeout
+            digest, lambda: self._resolve(digest, compute, looked), self.policy.wait_timeout
         )
         if shared:
             self.stats.incr("coalesced")
@@ -228,37 +250,48 @@ class Cache:
 
     # ------------------------------------------------------------------ the flow
 
-    def _unavailable(self, exc: BackendError | None) -> Missing:
-        if exc is not None:
-            self.stats.incr("backend_errors")
-            delay = self._breaker.failure()
-            log.warning("Redis unavailable (%s); skipping it for %.2fs", exc, delay)
-            if not self.policy.fail_open:
-                raise exc
-        elif not self.policy.fail_open:
+    def _failed(self, exc: BackendError) -> None:
+        """Redis failed: open the breaker; re-raise unless the policy fails open."""
+        self.stats.incr("backend_errors")
+        delay = self._breaker.failure()
+        log.warning("Redis unavailable (%s); skipping it for %.2fs", exc, delay)
+        if not self.policy.fail_open:
+            raise exc
+
+    def _fallback(self) -> Missing:
+        """Answer without Redis (fail-open), or raise BackendError when failing closed."""
+        if not self.policy.fail_open:
             raise BackendError("Redis unavailable (recent failures; retrying soon)")
         self.stats.incr("fail_open")
         return MISS
 
-    def _resolve(self, digest: str, compute: Callable[[], Any]) -> Any:
+    def _lookup(self, digest: str) -> envelope.Envelope | None:
+        """The hit path: one GET of the entry in the current generation."""
+        gen = self._gen.value
+        if gen is None or not self._notifier.healthy:
+            key = (self._keys(digest)).value
+        else:
+            key = self._layout.value_key(digest, gen)
+        try:
+            raw = self._redis.get(key)
+        except REDIS_ERRORS as exc:
+            raise BackendError(f"GET: {type(exc).__name__}: {exc}") from exc
+        return self._decode(key, raw)
+
+    def _resolve(self, digest: str, compute: Callable[[], Any], looked: bool) -> Any:
+        """Run by one caller per process for a missing key: Redis flow, or fail open."""
         call = ComputeCall(compute)
         if self._breaker.allow():
             try:
-                value = self._resolve_with_redis(digest, call)
+                value = self._resolve_with_redis(digest, call, looked)
                 self._breaker.success()
                 return value
             except BackendError as exc:
-                self._unavailable(exc)
-        else:
-            self._unavailable(None)
+                self._failed(exc)
+        self._fallback()
         if not call.ran:
             self.stats.incr("upstream_calls")
         return call()
-
-    def _read(self, key: str) -> envelope.Envelope | None:
-        with map_redis_errors("GET"):
-            raw = self._redis.get(key)
-        return self._decode(key, raw)
 
     def _decode(self, key: str, raw: Any) -> envelope.Envelope | None:
         if raw is None:
@@ -270,14 +303,16 @@ class Cache:
             log.warning("corrupt entry %s treated as a miss: %s", key, exc)
             return None
 
-    def _resolve_with_redis(self, digest: str, call: ComputeCall) -> Any:
-        keys = self._keys(digest)
-        env = self._read(keys.value)
-        if env is not None:
-            self.stats.incr("hits")
-            return env.value
-        self.stats.incr("misses")
-        return self._fill(keys, call)
+    def _resolve_with_redis(
+        self, digest: str, call: ComputeCall, looked: bool
+    ) -> Any:
+        if not looked:  # the caller's own look failed or was skipped: look now
+            env = self._lookup(digest)
+            if env is not None:
+                self.stats.incr("hits")
+                return env.value
+            self.stats.incr("misses")
+        return self._fill(self._keys(digest), call)
 
     def _fill(self, keys: EntryKeys, call: ComputeCall) -> Any:
         """Become the leader, or follow the leader until its value appears."""
@@ -333,7 +368,7 @@ class Cache:
                 value = call()
                 now = self._clock.time()
                 payload = envelope.encode(
-                    envelope.Envelope(value, now, now + policy.ttl, call.seconds, lease.fence)
+                    envelope.Envelope(now, now + policy.ttl, call.seconds, lease.fence, value)
                 )
             except Exception as exc:
                 settled = True
