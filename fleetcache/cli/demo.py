@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mode.add_argument("--compare", action="store_true", help="run fleetcache and naive")
     parser.add_argument("--json", action="store_true", help="print a JSON object")
+    parser.add_argument(
+        "--keep-keys",
+        action="store_true",
+        help="leave the run's cache entries in Redis (they expire by their TTL)",
+    )
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -125,7 +130,10 @@ def run_mode(args: argparse.Namespace, url: str, mode: str, quiet: bool) -> dict
     calls = int(r.get(load.counter_key) or 0)
     progress.done(f"[{mode}] {done.value}/{args.requests} requests, upstream calls: {calls}")
     per_prompt = {int(k): int(v) for k, v in r.hgetall(load.per_prompt_key).items()}
-    drop_keys(r, f"fc:{load.namespace}:*", f"fcdemo:{load.namespace}:*")
+    if getattr(args, "keep_keys", False):
+        drop_keys(r, f"fcdemo:{load.namespace}:*")
+    else:
+        drop_keys(r, f"fc:{load.namespace}:*", f"fcdemo:{load.namespace}:*")
     r.close()
     latencies = [x for res in collected for x in res["latencies"]]
     errors = [e for res in collected for e in res["errors"]]
