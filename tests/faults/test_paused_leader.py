@@ -22,12 +22,18 @@ LEADER = Path(__file__).with_name("leader_proc.py")
 LOCK_TTL = 0.5
 
 
-def paused_leader_trial(node: Any, r: redis.Redis, trial: int, lock: str) -> dict[str, Any]:
-    """Run one trial; return what is stored at the end and what each leader saw."""
-    ns, counter, go = f"paused{trial}{lock}", f"t:{trial}:{lock}:calls", f"t:{trial}:{lock}:go"
+def paused_leader_trial(node: Any, r: redis.Redis, trial: int, lock: str,
+                        use_async: bool = False) -> dict[str, Any]:
+    """Run one trial; return what is stored at the end and what each leader saw.
+
+    With ``use_async`` the old leader runs AsyncCache (the follower stays sync: it only has
+    to take over and write with a newer fence)."""
+    tag = f"{trial}{lock}{'a' if use_async else 's'}"
+    ns, counter, go = f"paused{tag}", f"t:{tag}:calls", f"t:{tag}:go"
     proc = subprocess.Popen(
         [sys.executable, str(LEADER), "--url", node.url, "--namespace", ns, "--counter", counter,
-         "--lock-ttl", str(LOCK_TTL), "--lock", lock, "--go", go, "--value", "old"],
+         "--lock-ttl", str(LOCK_TTL), "--lock", lock, "--go", go, "--value", "old",
+         *(["--async"] if use_async else [])],
         stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
@@ -57,14 +63,15 @@ def paused_leader_trial(node: Any, r: redis.Redis, trial: int, lock: str) -> dic
 
 
 @pytest.mark.slow
-def test_paused_leader_never_overwrites_the_newer_value(r: redis.Redis,
-                                                        redis_node: Any) -> None:
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_paused_leader_never_overwrites_the_newer_value(r: redis.Redis, redis_node: Any,
+                                                        use_async: bool) -> None:
     """10 trials: old leader SIGSTOPped past its lease, a follower takes over and writes,
     the old leader resumes and finishes: the stored value is the new leader's every time,
     the old leader's caller still gets its own value, and its write is counted as refused."""
     stale = 0
     for trial in range(10):
-        res = paused_leader_trial(redis_node, r, trial, "fenced")
+        res = paused_leader_trial(redis_node, r, trial, "fenced", use_async)
         assert res["calls"] == 2
         assert res["old"]["value"] == "old"
         assert res["old"]["stats"]["writes_refused"] == 1
