@@ -4,4 +4,7 @@
 set -euo pipefail
 # shellcheck source=scripts/_bootstrap.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
+if [ "$#" -eq 0 ]; then
+    set -- --compare
+fi
 exec .venv/bin/python -m fleetcache demo "$@"
