@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -24,7 +25,8 @@ def test_second_acquire_refused_while_held(backend: Backend) -> None:
     """While a lease is held, try_acquire of the same name returns None."""
     n = name()
     lease = backend.lock.try_acquire(n, 10)
-    assert lease is not None and lease.name == n
+    assert lease is not None
+    assert lease.name == n
     assert backend.lock.try_acquire(n, 10) is None
     assert backend.lock.release(lease)
     assert backend.lock.try_acquire(n, 10) is not None
@@ -94,7 +96,7 @@ def test_hold_renews_while_the_block_runs(backend: Backend) -> None:
 def test_hold_reports_a_lost_lease(backend: Backend) -> None:
     """If the lock is deleted under a hold() block, LockLost is raised on exit."""
     n = name()
-    with pytest.raises(LockLost), backend.lock.hold(n, backend.ttl, wait=1):
+    with pytest.raises(LockLost), backend.lock.hold(n, backend.ttl, wait=1):  # noqa: PT012
         backend.delete_matching(
             f"*{n}*", keep=lambda k: k.endswith(b":fence") or k.startswith(b"lock-signal"))
         other = backend.lock.try_acquire(n, 30)
@@ -129,7 +131,7 @@ def test_fences_strictly_increase(backend: Backend) -> None:
         assert fences == [None] * 40
         return
     assert all(isinstance(f, int) for f in fences)
-    assert all(b > a for a, b in zip(fences, fences[1:], strict=False))  # type: ignore[operator]
+    assert all(b > a for a, b in itertools.pairwise(fences))
 
 
 def test_acquire_times_out(backend: Backend) -> None:
@@ -194,15 +196,15 @@ def test_bad_ttl_raises_at_once(backend: Backend, ttl: object, exc: type[Excepti
     """A bad TTL raises before anything is written."""
     n = name()
     with pytest.raises(exc):
-        backend.lock.try_acquire(n, ttl)  # type: ignore[arg-type]
+        backend.lock.try_acquire(n, ttl)
     assert list(backend.client.scan_iter(f"*{n}*")) == []
 
 
 def test_bad_name_and_lease_raise(backend: Backend) -> None:
     """An empty or non-str name, or a non-Lease, raises at once."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="empty"):
         backend.lock.try_acquire("", 1)
     with pytest.raises(TypeError):
-        backend.lock.try_acquire(5, 1)  # type: ignore[arg-type]
+        backend.lock.try_acquire(5, 1)
     with pytest.raises(TypeError):
-        backend.lock.release("token")  # type: ignore[arg-type]
+        backend.lock.release("token")

@@ -1,9 +1,10 @@
 """A leader process for fault tests: one get_or_set whose compute blocks.
 
 The compute INCRs ``--counter`` (so the test sees it started), then either sleeps for a
-minute (the test SIGKILLs it) or, with ``--go KEY``, blocks on ``BLPOP KEY`` until the test
-pushes to it (the test SIGSTOPs and SIGCONTs it meanwhile) and returns ``--value``.
-With ``--async`` the same runs on AsyncCache.  At the end it prints one JSON line: the value get_or_set returned and the cache's stats.
+minute (the test SIGKILLs it) or, with ``--go KEY``, blocks on ``BLPOP KEY`` until the
+test pushes to it (the test SIGSTOPs and SIGCONTs it meanwhile) and returns ``--value``.
+With ``--async`` the same runs on AsyncCache.  At the end it prints one JSON line: the
+value get_or_set returned and the cache's stats.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import time
 import redis
 
 from fleetcache import LockNotAcquired
-from fleetcache.locking import FencedLock, RedisLockAdapter, SetNxLock
+from fleetcache.locking import FencedLock, RedisLockAdapter, Redlock, SetNxLock
 
 
 def make_lock(kind: str, urls: list[str]) -> object:
@@ -29,9 +29,7 @@ def make_lock(kind: str, urls: list[str]) -> object:
         return FencedLock(clients[0])
     if kind == "redis-lock":
         return RedisLockAdapter(clients[0])
-    from fleetcache import locking  # noqa: PLC0415
-
-    return locking.Redlock(clients)  # type: ignore[attr-defined]
+    return Redlock(clients)
 
 
 def main() -> None:

@@ -134,8 +134,10 @@ def test_cancelled_leader_hands_over_and_leaks_nothing(r: redis.Redis, redis_nod
             assert handover < 5, f"follower took {handover:.2f}s: it waited for its poll"
             assert computed == ["a", "b"]
             assert b.stats.takeovers == 1
-            assert a._notifier.waiting() == 0 and b._notifier.waiting() == 0
-            assert len(a._flights) == 0 and len(b._flights) == 0
+            assert a._notifier.waiting() == 0
+            assert b._notifier.waiting() == 0
+            assert len(a._flights) == 0
+            assert len(b._flights) == 0
         leftover = {t for t in asyncio.all_tasks()} - baseline - {asyncio.current_task()}
         assert leftover == set(), leftover
         subscribed = [c for c in r.client_list() if int(c.get("sub", 0)) > 0]
@@ -161,7 +163,7 @@ def test_async_long_compute_keeps_lease_fenced(r: redis.Redis, redis_node: Any) 
                 AsyncCache(cb, namespace="a5", lock=AsyncFencedLock(cb), policy=policy) as b:
             results = await asyncio.gather(a.get_or_set(REQ, slow), b.get_or_set(REQ, slow))
         assert calls == ["x"]
-        assert results == ["slow", "slow"]
+        assert list(results) == ["slow", "slow"]
         await ca.aclose()
         await cb.aclose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -57,4 +58,4 @@ def test_contended_mutual_exclusion_across_processes(kind: str, r: redis.Redis,
     grants = sum(rep["grants"] for rep in reports)
     assert grants == len(fences) >= 6
     if kind == "fenced":
-        assert all(b > a for a, b in zip(fences, fences[1:], strict=False))
+        assert all(b > a for a, b in itertools.pairwise(fences))

@@ -17,6 +17,12 @@ from fleetcache.testing.waiting import wait_until
 REQ = {"prompt": "single flight"}
 
 
+def record(log: list[str], who: str) -> str:
+    """Note an upstream call by ``who`` in ``log`` and return a value naming it."""
+    log.append(who)
+    return who.upper()
+
+
 def lock_key(cache: Cache, request: Any) -> str:
     """The lock key of ``request``'s entry in the cache's current generation."""
     assert cache.generation is not None
@@ -39,7 +45,8 @@ def test_follower_is_woken_by_notification_not_poll(r: redis.Redis, redis_node: 
         ta.start()
         wait_until(lambda: a.generation is not None and r.exists(lock_key(a, REQ)), 5,
                    "the leader to take the lease")
-        tb = threading.Thread(target=lambda: results.setdefault("b", b.get_or_set(REQ, lambda: "B")))
+        tb = threading.Thread(
+            target=lambda: results.setdefault("b", b.get_or_set(REQ, lambda: "B")))
         tb.start()
         wait_until(lambda: b._notifier.waiting() == 1, 5, "b to wait as a follower")
         released_at = time.monotonic()
@@ -48,7 +55,8 @@ def test_follower_is_woken_by_notification_not_poll(r: redis.Redis, redis_node: 
         woke_after = time.monotonic() - released_at
         ta.join(10)
         assert results == {"a": "value", "b": "value"}
-        assert b.stats.followed == 1 and b.stats.upstream_calls == 0
+        assert b.stats.followed == 1
+        assert b.stats.upstream_calls == 0
         assert woke_after < 5.0, f"follower took {woke_after:.2f}s: woken by the poll?"
         assert b._notifier.waiting() == 0
     client_b.close()
@@ -83,7 +91,7 @@ def test_leader_exception_reaches_followers_as_leader_failed(
                    "the leader to take the lease")
         threads.append(threading.Thread(target=run, args=("a2", a, failing)))
         threads.append(threading.Thread(
-            target=run, args=("b", b, lambda: upstream.append("b") or "B")))
+            target=run, args=("b", b, lambda: record(upstream, "b"))))
         for t in threads[1:]:
             t.start()
         wait_until(lambda: b._notifier.waiting() == 1 and len(a._flights) == 1, 5,
@@ -143,7 +151,7 @@ def test_long_compute_keeps_its_lease(r: redis.Redis, redis_node: Any) -> None:
         ta.start()
         wait_until(lambda: a.generation is not None and r.exists(lock_key(a, REQ)), 5,
                    "the leader to take the lease")
-        results["b"] = b.get_or_set(REQ, lambda: upstream.append("b") or "B")
+        results["b"] = b.get_or_set(REQ, lambda: record(upstream, "b"))
         ta.join(10)
     assert upstream == ["a"]
     assert results == {"a": "slow", "b": "slow"}

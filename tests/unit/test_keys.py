@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from fleetcache.core.keys import KeyLayout, canonical_json, request_hash, validate_namespace
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,
-                                                                     allow_infinity=False) | st.text()
+json_scalars = (st.none() | st.booleans() | st.integers()
+                | st.floats(allow_nan=False, allow_infinity=False) | st.text())
 json_values = st.recursive(
     json_scalars,
     lambda children: st.lists(children, max_size=4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -107,10 +108,8 @@ def test_base_exception_lets_a_waiter_run_instead() -> None:
         raise KeyboardInterrupt
 
     def runner() -> None:
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             sf.run("k", dying, 5)
-        except KeyboardInterrupt:
-            pass
 
     t = threading.Thread(target=runner)
     t.start()
