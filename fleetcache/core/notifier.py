@@ -2,7 +2,8 @@
 
 The namespace's event channel carries three kinds of message, ``kind|payload``:
 
-``r|<entry key>``  the entry was written: wake its followers
+``r|<entry key>[|<entry>]``  the entry was written: wake its followers (small entries
+                   ride along, so followers skip a round trip)
 ``e|<entry key>``  the entry's leader failed: wake its followers (they read the record)
 ``g|<generation>`` the namespace moved to a new generation (``invalidate``)
 
@@ -38,11 +39,18 @@ READ_TIMEOUT = 0.25
 class WaiterBase:
     """A registration for one entry key's notifications (use as a context manager)."""
 
-    __slots__ = ("_key", "_registry")
+    __slots__ = ("_key", "_registry", "entry")
 
     def __init__(self, registry: Registry, key: str) -> None:
         self._registry = registry
         self._key = key
+        #: The entry bytes a ready notification carried, if any (see :meth:`take`).
+        self.entry: bytes | None = None
+
+    def take(self) -> bytes | None:
+        """The entry bytes delivered with the last notification, once."""
+        entry, self.entry = self.entry, None
+        return entry
 
     def wake(self) -> None:  # pragma: no cover - overridden
         """Wake the waiter."""
@@ -90,20 +98,25 @@ class Registry:
         with self._guard:
             return sum(len(ws) for ws in self._waiters.values())
 
-    def wake(self, key: str | None) -> None:
-        """Wake the waiters of ``key``, or every waiter when ``key`` is None."""
+    def wake(self, key: str | None, entry: bytes | None = None) -> None:
+        """Wake the waiters of ``key`` (handing them ``entry``), or all when ``key`` is None."""
         with self._guard:
             if key is None:
                 targets = [w for ws in self._waiters.values() for w in ws]
             else:
                 targets = list(self._waiters.get(key, ()))
         for w in targets:
+            if entry is not None:
+                w.entry = entry
             w.wake()
 
     def dispatch(self, data: bytes) -> None:
         """Act on one message of the channel."""
         kind, _, payload = data.partition(b"|")
-        if kind in (b"r", b"e"):
+        if kind == b"r":
+            key, _, entry = payload.partition(b"|")
+            self.wake(key.decode(), entry or None)
+        elif kind == b"e":
             self.wake(payload.decode())
         elif kind == b"g":
             try:

@@ -57,10 +57,13 @@ class Watchdog:
         return self
 
     def stop(self) -> Lease:
-        """Stop renewing, wait for the thread, and return the latest lease."""
+        """Stop renewing and return the latest lease, at once.
+
+        The thread is not joined (that would cost the caller a thread switch on a busy
+        machine): it sees the stop event and ends by itself.  An extension in flight may
+        still land; it only prolongs the lease that the caller is about to release.
+        """
         self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
         return self.lease
 
     def __enter__(self) -> Watchdog:
@@ -78,8 +81,9 @@ class Watchdog:
             try:
                 renewed = self._lock.extend(self.lease, self._ttl)
             except LockLost:
-                log.warning("lease %s lost while held", self._lease.name)
-                self.lost.set()
+                if not self._stop.is_set():  # not merely released under our feet
+                    log.warning("lease %s lost while held", self._lease.name)
+                    self.lost.set()
                 return
             except FleetcacheError as exc:  # backend trouble: the lease may still be valid
                 log.warning("renewing lease %s failed: %s", self._lease.name, exc)

@@ -156,3 +156,38 @@ def test_long_compute_keeps_its_lease(r: redis.Redis, redis_node: Any) -> None:
     assert upstream == ["a"]
     assert results == {"a": "slow", "b": "slow"}
     client_b.close()
+
+
+def mget_calls(r: redis.Redis) -> int:
+    """How many MGETs the server has executed so far."""
+    stats: dict[str, Any] = r.info("commandstats")
+    return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize(("size", "mgets"), [(100, 1), (40_000, 2)], ids=["inline", "large"])
+def test_small_values_ride_along_with_the_notification(r: redis.Redis, redis_node: Any,
+                                                       size: int, mgets: int) -> None:
+    """A follower woken for a small value reads it from the notification (one MGET: its
+    first look); a value over INLINE_MAX is read from Redis after the wake (two MGETs)."""
+    release = threading.Event()
+    results: dict[str, Any] = {}
+    client_b = redis_node.client()
+    policy = Policy(poll_interval=30.0, wait_timeout=60.0)
+    with Cache(r, namespace="inline", policy=policy) as a, \
+            Cache(client_b, namespace="inline", policy=policy) as b:
+        ta = threading.Thread(target=lambda: results.setdefault(
+            "a", a.get_or_set(REQ, lambda: release.wait(10) and "x" * size)))
+        ta.start()
+        wait_until(lambda: a.generation is not None and r.exists(lock_key(a, REQ)), 5,
+                   "the leader to take the lease")
+        before = mget_calls(r)
+        tb = threading.Thread(target=lambda: results.setdefault(
+            "b", b.get_or_set(REQ, lambda: "B")))
+        tb.start()
+        wait_until(lambda: b._notifier.waiting() == 1, 5, "b to wait as a follower")
+        release.set()
+        tb.join(10)
+        ta.join(10)
+        assert results["b"] == "x" * size
+        assert mget_calls(r) - before == mgets
+    client_b.close()

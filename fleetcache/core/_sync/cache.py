@@ -50,6 +50,8 @@ log = logging.getLogger("fleetcache")
 _PKG = "fleetcache.core"
 #: How long a failed leader's error record lives (a new leader deletes it at once).
 ERROR_RECORD_TTL = 10.0
+#: Entries up to this size ride along with the ready notification (followers skip a GET).
+INLINE_MAX = 16 * 1024
 #: Minimum TTL of the namespace generation key (refreshed whenever a process connects).
 GENERATION_TTL = 30 * 86400.0
 _LOCK_METHODS = ("try_acquire", "extend", "release")
@@ -331,7 +333,10 @@ class Cache:
                     raise WaitTimeout(keys.value, self._clock.monotonic() - start)
                 # Woken by the leader's notification, or by the jittered fallback poll.
                 waiter.wait(min(remaining, random.uniform(poll / 2, poll)))
-                env = self._peek(keys)
+                inline = waiter.take()
+                env = None if inline is None else self._decode(keys.value, inline)
+                if env is None:
+                    env = self._peek(keys)
                 if env is None:  # no value yet: the leader may be gone (expired, abandoned)
                     lease = self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
                     if lease is not None:
@@ -403,7 +408,8 @@ class Cache:
                     payload,
                     max(1, int(self.policy.ttl * 1000)),
                     self._layout.channel,
-                    b"r|" + keys.value.encode(),
+                    b"r|" + keys.value.encode()
+                    + (b"|" + payload if len(payload) <= INLINE_MAX else b""),
                     "" if fence is None else str(fence),
                 ],
             )
