@@ -174,3 +174,42 @@ def test_async_cache_refuses_sync_client(r: redis.Redis) -> None:
     """AsyncCache with a sync redis.Redis raises TypeError at once."""
     with pytest.raises(TypeError, match=r"redis\.asyncio\.Redis"):
         AsyncCache(r)  # type: ignore[arg-type]
+
+
+def test_cancelled_followers_leave_nothing_behind(r: redis.Redis, redis_node: Any) -> None:
+    """Followers cancelled while waiting (in-process and cross-process) leave no waiter,
+    flight or task behind, and the leader still completes for the others."""
+
+    async def body() -> None:
+        baseline = set(asyncio.all_tasks())
+        release = asyncio.Event()
+
+        async def slow() -> str:
+            await release.wait()
+            return "done"
+
+        async with AsyncCache(redis_node.async_client(), namespace="a6") as a, \
+                AsyncCache(redis_node.async_client(), namespace="a6") as b:
+            leader = asyncio.create_task(a.get_or_set(REQ, slow))
+            await until(lambda: len(a._flights) == 1 and a.generation is not None)
+            lock = KeyLayout("a6").entry(request_hash(REQ), a.generation or 0).lock
+            await until(lambda: r.exists(lock))
+            local = [asyncio.create_task(a.get_or_set(REQ, slow)) for _ in range(3)]
+            remote = [asyncio.create_task(b.get_or_set(REQ, slow)) for _ in range(3)]
+            await until(lambda: a._flights.waiting(request_hash(REQ)) == 3
+                        and b._notifier.waiting() == 1)
+            for t in [*local[:2], *remote]:
+                t.cancel()
+            for t in [*local[:2], *remote]:
+                with pytest.raises(asyncio.CancelledError):
+                    await t
+            assert b._notifier.waiting() == 0
+            assert len(b._flights) == 0
+            release.set()
+            assert await leader == "done"
+            assert await local[2] == "done"
+            assert a._flights.waiting(request_hash(REQ)) == 0
+        leftover = set(asyncio.all_tasks()) - baseline - {asyncio.current_task()}
+        assert leftover == set(), leftover
+
+    run(body)

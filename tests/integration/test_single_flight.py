@@ -11,7 +11,7 @@ import redis
 
 from fleetcache import Cache, LeaderFailed, Policy, WaitTimeout
 from fleetcache.core.keys import KeyLayout, request_hash
-from fleetcache.locking import SetNxLock
+from fleetcache.locking import FencedLock, SetNxLock
 from fleetcache.testing.waiting import wait_until
 
 REQ = {"prompt": "single flight"}
@@ -190,4 +190,31 @@ def test_small_values_ride_along_with_the_notification(r: redis.Redis, redis_nod
         ta.join(10)
         assert results["b"] == "x" * size
         assert mget_calls(r) - before == mgets
+    client_b.close()
+
+
+def test_max_hold_bounds_a_hung_compute(r: redis.Redis, redis_node: Any) -> None:
+    """A compute hung past Policy.max_hold stops being renewed: its lease expires, a
+    follower takes over and writes; the hung call's late write is refused by its fence."""
+    policy = Policy(lock_ttl=0.3, max_hold=0.9, wait_timeout=10)
+    release = threading.Event()
+    results: dict[str, Any] = {}
+    client_b = redis_node.client()
+    with Cache(r, namespace="maxhold", lock=FencedLock(r), policy=policy) as a, \
+            Cache(client_b, namespace="maxhold", lock=FencedLock(client_b), policy=policy) as b:
+        ta = threading.Thread(target=lambda: results.setdefault(
+            "a", a.get_or_set(REQ, lambda: release.wait(20) and "hung")))
+        ta.start()
+        wait_until(lambda: a.generation is not None and r.exists(lock_key(a, REQ)), 5,
+                   "the hung leader to take the lease")
+        started = time.monotonic()
+        results["b"] = b.get_or_set(REQ, lambda: "fresh")
+        took_over_after = time.monotonic() - started
+        assert b.stats.takeovers == 1
+        assert took_over_after >= 0.9 - 0.3, "taken over before max_hold: not renewed?"
+        release.set()
+        ta.join(10)
+        assert results == {"a": "hung", "b": "fresh"}
+        assert a.stats.writes_refused == 1
+        assert a.get(REQ) == "fresh"
     client_b.close()
