@@ -54,6 +54,43 @@ def clone_kwargs(pool: Any, *, handshake: bool = True, **overrides: Any) -> dict
     return kwargs
 
 
+def _clone(client: Any, asyncio: bool, *, handshake: bool, retries: int, **overrides: Any) -> Any:
+    """A client of the same flavour on a new plain pool with ``client``'s settings.
+
+    None when ``client``'s pool is not a plain ConnectionPool (Sentinel, blocking, cluster).
+    """
+    pool_cls, client_cls, retry_cls = (
+        (aioredis.ConnectionPool, aioredis.Redis, AsyncRetry)
+        if asyncio
+        else (redis.ConnectionPool, redis.Redis, Retry)
+    )
+    pool = getattr(client, "connection_pool", None)
+    if type(pool) is not pool_cls:
+        return None
+    kwargs = clone_kwargs(
+        pool, handshake=handshake, retry=retry_cls(NoBackoff(), retries), **overrides
+    )
+    new_pool = pool_cls(
+        connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs
+    )
+    return client_cls(connection_pool=new_pool)
+
+
+def _bounded(client: Any, timeout: float | None, asyncio: bool) -> Any:
+    clone = None
+    if timeout is not None:
+        clone = _clone(
+            client, asyncio, handshake=True, retries=1,
+            socket_timeout=timeout, socket_connect_timeout=timeout,
+        )
+    if clone is not None:
+        return clone
+    pool = getattr(client, "connection_pool", None)
+    if getattr(pool, "connection_kwargs", {}).get("decode_responses"):
+        raise ValueError("fleetcache stores bytes: pass a client without decode_responses=True")
+    return client
+
+
 def bounded_client(client: redis.Redis, timeout: float | None) -> redis.Redis:
     """Return a client on its own pool with ``client``'s settings and bounded timeouts.
 
@@ -63,47 +100,26 @@ def bounded_client(client: redis.Redis, timeout: float | None) -> redis.Redis:
     client whose pool is not a plain :class:`redis.ConnectionPool` (Sentinel, blocking
     pools, clusters), ``client`` itself is returned unchanged.
     """
-    pool = getattr(client, "connection_pool", None)
-    if timeout is None or type(pool) is not redis.ConnectionPool:
-        if getattr(pool, "connection_kwargs", {}).get("decode_responses"):
-            raise ValueError(
-                "fleetcache stores bytes: pass a client without decode_responses=True"
-            )
-        return client
-    kwargs = clone_kwargs(
-        pool, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
-    )
-    new_pool = redis.ConnectionPool(
-        connection_class=pool.connection_class,
-        max_connections=pool.max_connections,
-        **kwargs,
-    )
-    return redis.Redis(connection_pool=new_pool)
+    result: redis.Redis = _bounded(client, timeout, asyncio=False)
+    return result
 
 
-def bounded_async_client(
-    client: aioredis.Redis, timeout: float | None
-) -> aioredis.Redis:
+def bounded_async_client(client: aioredis.Redis, timeout: float | None) -> aioredis.Redis:
     """The asyncio twin of :func:`bounded_client`, for :class:`redis.asyncio.Redis`."""
-    pool = getattr(client, "connection_pool", None)
-    if timeout is None or type(pool) is not aioredis.ConnectionPool:
-        if getattr(pool, "connection_kwargs", {}).get("decode_responses"):
-            raise ValueError(
-                "fleetcache stores bytes: pass a client without decode_responses=True"
-            )
-        return client
-    kwargs = clone_kwargs(
-        pool,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=AsyncRetry(NoBackoff(), 1),
-    )
-    new_pool = aioredis.ConnectionPool(
-        connection_class=pool.connection_class,
-        max_connections=pool.max_connections,
-        **kwargs,
-    )
-    return aioredis.Redis(connection_pool=new_pool)
+    result: aioredis.Redis = _bounded(client, timeout, asyncio=True)
+    return result
+
+
+def unretried_client(client: redis.Redis) -> redis.Redis:
+    """``client``'s settings on a new pool: no retries, no connect-time SETINFO handshake."""
+    clone: redis.Redis | None = _clone(client, False, handshake=False, retries=0)
+    return client if clone is None else clone
+
+
+def unretried_async_client(client: aioredis.Redis) -> aioredis.Redis:
+    """The asyncio twin of :func:`unretried_client`."""
+    clone: aioredis.Redis | None = _clone(client, True, handshake=False, retries=0)
+    return client if clone is None else clone
 
 
 def lua_source(package: str, name: str) -> str:
