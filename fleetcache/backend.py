@@ -36,8 +36,10 @@ _POOL_BOUND = ("maint_notifications_pool_handler", "retry_on_timeout", "retry_on
 def clone_kwargs(pool: Any, *, handshake: bool = True, **overrides: Any) -> dict[str, Any]:
     """``pool``'s connection settings for a new pool of our own, with ``overrides``.
 
-    ``handshake=False`` drops the connect-time ``CLIENT SETINFO`` round trip.  Responses are
-    never decoded (fleetcache stores bytes).
+    ``handshake=False`` drops every connect-time command: ``CLIENT SETINFO``, and the
+    ``HELLO 3`` plus maintenance-notifications handshake of redis-py >= 8 (the pool speaks
+    RESP2), so that connecting to a hung node costs nothing until a reply is awaited.
+    Responses are never decoded (fleetcache stores bytes).
     """
     kwargs: dict[str, Any] = dict(pool.connection_kwargs)
     for key in _POOL_BOUND:
@@ -51,6 +53,8 @@ def clone_kwargs(pool: Any, *, handshake: bool = True, **overrides: Any) -> dict
             kwargs["driver_info"] = None
         else:  # redis-py before driver_info
             kwargs.update(lib_name=None, lib_version=None)
+        kwargs["protocol"] = 2
+        kwargs.pop("maint_notifications_config", None)  # RESP3 only
     return kwargs
 
 

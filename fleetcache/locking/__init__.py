@@ -37,8 +37,8 @@ __all__ = [
     "Lease",
     "Lock",
     "LockBase",
-    "Redlock",
     "RedisLockAdapter",
+    "Redlock",
     "SetNxLock",
     "Watchdog",
 ]

@@ -7,11 +7,13 @@ bound each node by its client's own socket timeout.
 The sync fan-out uses no thread pool: it writes the command on every node's connection
 first, then waits on all the sockets at once (``selectors``) and reads each reply as it
 arrives, so one round costs the slowest node's latency, not the sum.  Connections come from
-per-node pools that :func:`redlock_client` opens with the node client's settings minus the
-connect-time ``CLIENT SETINFO`` handshake and minus retries, so that connecting to a hung
-node costs nothing until its reply is awaited, in parallel with the others.  (With AUTH or
-a non-zero db the connect handshake remains; a hung node then costs its timeout once per
-reconnection.)
+per-node pools that :func:`redlock_client` opens with the node client's settings minus
+retries and minus every connect-time handshake (``CLIENT SETINFO``, and ``HELLO 3`` with the
+maintenance-notifications handshake: the pools speak RESP2, which redis-py >= 8 no longer
+defaults to), so that connecting to a hung node costs nothing until its reply is awaited,
+in parallel with the others.  (With AUTH or a non-zero db a connect handshake remains; a
+hung node then costs its timeout once per reconnection, and the replies of the other nodes
+that arrived meanwhile are still read, not counted as timeouts.)
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from typing import Any
 
 import redis
 from redis import asyncio as aioredis
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
-from redis.retry import Retry
 
-from fleetcache.backend import REDIS_ERRORS, clone_kwargs, lua_source
+from fleetcache.backend import (
+    REDIS_ERRORS,
+    lua_source,
+    unretried_async_client,
+    unretried_client,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +63,11 @@ def node_timeout(client: redis.Redis | aioredis.Redis) -> float:
 
 
 def redlock_client(client: redis.Redis) -> redis.Redis:
-    """A client on its own pool with ``client``'s settings, no retries, no SETINFO."""
+    """A client on its own pool with ``client``'s settings, no retries, no handshake."""
     if not isinstance(client, redis.Redis):
         raise TypeError(f"Redlock needs redis.Redis clients, not {type(client).__name__}")
     node_timeout(client)
-    pool = client.connection_pool
-    if type(pool) is not redis.ConnectionPool:
-        return client
-    kwargs = clone_kwargs(pool, handshake=False, retry=Retry(NoBackoff(), 0))
-    return redis.Redis(connection_pool=redis.ConnectionPool(
-        connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs))
+    return unretried_client(client)
 
 
 def redlock_async_client(client: aioredis.Redis) -> aioredis.Redis:
@@ -78,12 +77,7 @@ def redlock_async_client(client: aioredis.Redis) -> aioredis.Redis:
             f"Redlock needs redis.asyncio.Redis clients, not {type(client).__name__}"
         )
     node_timeout(client)
-    pool = client.connection_pool
-    if type(pool) is not aioredis.ConnectionPool:
-        return client
-    kwargs = clone_kwargs(pool, handshake=False, retry=AsyncRetry(NoBackoff(), 0))
-    return aioredis.Redis(connection_pool=aioredis.ConnectionPool(
-        connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs))
+    return unretried_async_client(client)
 
 
 def _read(conn: Any, script: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
@@ -122,16 +116,9 @@ def fan_out(
                     conn.disconnect()
                     pool.release(conn)
         while pending:
-            now = time.monotonic()
-            for i in [i for i, (_, _, d) in pending.items() if d <= now]:
-                conn, pool, _ = pending.pop(i)
-                sel.unregister(conn._sock)
-                results[i] = redis.exceptions.TimeoutError("node did not answer in time")
-                conn.disconnect()
-                pool.release(conn)
-            if not pending:
-                break
-            wait = min(d for _, _, d in pending.values()) - now
+            # Read what has arrived first, then expire the rest: a reply that arrived while
+            # a connect to another node blocked (AUTH, SELECT) is not a timeout.
+            wait = min(d for _, _, d in pending.values()) - time.monotonic()
             for key, _ in sel.select(max(0.0, wait)):
                 i = key.data
                 conn, pool, _ = pending.pop(i)
@@ -143,6 +130,13 @@ def fan_out(
                     conn.disconnect()
                 finally:
                     pool.release(conn)
+            now = time.monotonic()
+            for i in [i for i, (_, _, d) in pending.items() if d <= now]:
+                conn, pool, _ = pending.pop(i)
+                sel.unregister(conn._sock)
+                results[i] = redis.exceptions.TimeoutError("node did not answer in time")
+                conn.disconnect()
+                pool.release(conn)
     finally:
         for conn, pool, _ in pending.values():  # only on an unexpected error
             conn.disconnect()
