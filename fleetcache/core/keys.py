@@ -31,7 +31,9 @@ _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _PREFIX = "fc"
 
 
-_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+_CANONICAL = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+)
 
 
 def canonical_json(obj: Any) -> bytes:
