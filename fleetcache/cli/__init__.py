@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
 BENCHES: dict[str, str] = {
     "stampede": "fleetcache.cli.bench_stampede",
     "hit": "fleetcache.cli.bench_hit",
+    "lock": "fleetcache.cli.bench_lock",
 }
 
 Runner = Callable[[argparse.Namespace], int]

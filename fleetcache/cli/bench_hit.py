@@ -11,6 +11,9 @@ of medians, and round trips per hit, measured two ways:
   connection subclass (one per request/response exchange; a pipeline counts once);
 * server: the delta of ``INFO commandstats`` over the fleetcache series, without INFO
   itself and PING (the cache's pub/sub keep-alive runs on another connection).
+
+``--async``: throughput of :class:`fleetcache.AsyncCache` hits at a concurrency of 64
+tasks vs raw ``redis.asyncio`` GETs (see :mod:`fleetcache.cli.async_bench_hit`).
 """
 
 from __future__ import annotations
@@ -69,12 +72,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bench hit``."""
     parser.add_argument("--redis", metavar="URL", help="Redis URL (default: start a local one)")
     parser.add_argument("--rounds", type=int, default=15, help="rounds (15)")
-    parser.add_argument("--ops", type=int, default=2000, help="operations per series (2000)")
+    parser.add_argument(
+        "--ops", type=int, help="operations per series per round (2000; --async: 6400)"
+    )
     parser.add_argument(
         "--value-size",
         type=int,
         default=2000,
         help="approximate JSON size of the cached value in bytes (2000)",
+    )
+    parser.add_argument(
+        "--async",
+        dest="async_",
+        action="store_true",
+        help="asyncio: AsyncCache hits by --concurrency tasks vs raw redis.asyncio GETs",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="asyncio tasks with --async (64)"
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object")
 
@@ -95,9 +109,15 @@ def _timed(fn: Callable[[], Any], ops: int) -> tuple[float, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the bench; exit status 1 when a hit returned anything but the cached value."""
-    if args.rounds < 1 or args.ops < 1 or args.value_size < 0:
-        log("--rounds and --ops must be >= 1, --value-size >= 0")
+    if args.ops is None:
+        args.ops = 6400 if args.async_ else 2000
+    if min(args.rounds, args.ops, args.concurrency) < 1 or args.value_size < 0:
+        log("--rounds, --ops and --concurrency must be >= 1, --value-size >= 0")
         return 2
+    if args.async_:
+        from fleetcache.cli.async_bench_hit import run_async  # noqa: PLC0415
+
+        return run_async(args)
     from fleetcache import Cache  # noqa: PLC0415
 
     value = sized_completion(args.value_size)

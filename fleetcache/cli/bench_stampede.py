@@ -9,6 +9,10 @@ in Redis, so the number of upstream calls is read from Redis, not trusted from t
 Follower overhead = a caller's latency - the leader's upstream time (measured around the
 compute).  Exit status 1 when any round made a number of upstream calls other than 1, or
 callers got different values, or a call failed.
+
+``--async``: each process runs one event loop with T tasks on :class:`fleetcache.AsyncCache`
+(default 8 processes x 50 tasks; see :mod:`fleetcache.cli.async_stampede_worker`).
+``--lock redlock``: the lock runs on 3 throwaway local nodes, or on ``--lock-urls``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from fleetcache.cli.common import (
     print_json,
     redis_target,
 )
+from fleetcache.cli.locks import REDLOCK_NODES, lock_nodes, parse_urls
 from fleetcache.cli.stampede_worker import LOCKS, Setup, worker_main
 
 HELP = "P processes x T threads miss one key together: upstream calls and follower overhead"
@@ -41,12 +46,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bench stampede``."""
     parser.add_argument("--redis", metavar="URL", help="Redis URL (default: start a local one)")
     parser.add_argument("--processes", type=int, default=8, help="worker processes (8)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per process (4)")
+    parser.add_argument(
+        "--threads",
+        "--tasks",
+        dest="threads",
+        type=int,
+        help="threads per process (4), or asyncio tasks per process with --async (50)",
+    )
+    parser.add_argument(
+        "--async",
+        dest="async_",
+        action="store_true",
+        help="asyncio: one event loop per process, AsyncCache and async locks",
+    )
     parser.add_argument("--rounds", type=int, default=10, help="rounds, one key each (10)")
     parser.add_argument("--upstream", type=float, default=0.2, help="upstream seconds (0.2)")
     parser.add_argument("--lock-ttl", type=float, default=10.0, help="Policy.lock_ttl (10)")
     parser.add_argument(
         "--lock", default="setnx", choices=sorted(LOCKS), help="lock backend (setnx)"
+    )
+    parser.add_argument(
+        "--lock-urls",
+        metavar="URL,...",
+        help="the lock's nodes (default: the cache's Redis; redlock: "
+        f"{REDLOCK_NODES} throwaway local nodes)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object")
 
@@ -75,11 +98,18 @@ def summarise_round(rnd: int, calls: int, rows: list[dict[str, Any]]) -> dict[st
 
 def run(args: argparse.Namespace) -> int:
     """Run the bench; exit status 1 when a round did not make exactly one upstream call."""
+    if args.threads is None:
+        args.threads = 50 if args.async_ else 4
     if min(args.processes, args.threads, args.rounds) < 1 or args.upstream < 0:
         log("--processes, --threads and --rounds must be >= 1, --upstream >= 0")
         return 2
     callers = args.processes * args.threads
-    with redis_target(args.redis, quiet=args.json) as url:
+    urls = parse_urls(args.lock_urls)
+    n_nodes = len(urls) or (REDLOCK_NODES if args.lock == "redlock" else 0)
+    with (
+        redis_target(args.redis, quiet=args.json) as url,
+        lock_nodes(n_nodes, urls, quiet=args.json) as lock_urls,
+    ):
         setup = Setup(
             url,
             fresh_namespace("bench-stampede"),
@@ -87,15 +117,22 @@ def run(args: argparse.Namespace) -> int:
             args.upstream,
             args.lock_ttl,
             args.lock,
+            tuple(lock_urls),
         )
+        target: Any = worker_main
+        if args.async_:
+            from fleetcache.cli.async_stampede_worker import (  # noqa: PLC0415
+                worker_main as target,
+            )
         ctx = multiprocessing.get_context("spawn")
-        barrier = ctx.Barrier(callers + 1)
+        # Threads wait on the barrier one by one; an event loop waits once for its tasks.
+        barrier = ctx.Barrier((args.processes if args.async_ else callers) + 1)
         current: Synchronized[int] = ctx.Value("i", 0)
         go_at: Synchronized[float] = ctx.Value("d", 0.0)
         results: multiprocessing.Queue[dict[str, Any]] = ctx.Queue()
         procs = [
             ctx.Process(
-                target=worker_main,
+                target=target,
                 args=(setup, barrier, current, go_at, results),
                 daemon=True,
                 name=f"fleetcache-stampede-{i}",
@@ -106,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         rounds: list[dict[str, Any]] = []
         stats: dict[str, int] = {}
         if not args.json:
-            log(f"starting {args.processes} processes x {args.threads} threads...")
+            unit = "tasks" if args.async_ else "threads"
+            log(f"starting {args.processes} processes x {args.threads} {unit}...")
         for p in procs:
             p.start()
         try:
@@ -131,14 +169,18 @@ def run(args: argparse.Namespace) -> int:
                     p.join()
             drop_keys(r, f"fc:{setup.namespace}:*", f"fcbench:{setup.namespace}:*")
             r.close()
-    report = _report(args, rounds, stats)
+            for lock_url in lock_urls:  # the lock's own nodes (Redlock): its keys and fences
+                node = connect(lock_url)
+                drop_keys(node, f"fc:{setup.namespace}:*")
+                node.close()
+    report = _report(args, rounds, stats, len(setup.lock_nodes))
     _print(args, report)
     ok = report["rounds_with_one_call"] == len(rounds) and report["all_values_equal"]
     return 0 if ok and not report["errors"] else 1
 
 
 def _report(
-    args: argparse.Namespace, rounds: list[dict[str, Any]], stats: dict[str, int]
+    args: argparse.Namespace, rounds: list[dict[str, Any]], stats: dict[str, int], nodes: int
 ) -> dict[str, Any]:
     overheads = [x for rd in rounds for x in rd.pop("_overheads")]
     return {
@@ -149,6 +191,8 @@ def _report(
             "upstream_s": args.upstream,
             "lock_ttl_s": args.lock_ttl,
             "lock": args.lock,
+            "lock_nodes": nodes,
+            "async": args.async_,
         },
         "rounds": rounds,
         "rounds_with_one_call": sum(rd["upstream_calls"] == 1 for rd in rounds),
@@ -180,9 +224,12 @@ def _print(args: argparse.Namespace, report: dict[str, Any]) -> None:
         ]
         for rd in report["rounds"]
     ]
+    unit = "asyncio tasks" if args.async_ else "threads"
+    nodes = report["config"]["lock_nodes"]
     print(
-        f"\nbench stampede: {args.processes} processes x {args.threads} threads, "
-        f"upstream {args.upstream:g} s, lock {args.lock}, lock_ttl {args.lock_ttl:g} s"
+        f"\nbench stampede: {args.processes} processes x {args.threads} {unit}, "
+        f"upstream {args.upstream:g} s, lock {args.lock} ({nodes} node{'s' * (nodes > 1)}), "
+        f"lock_ttl {args.lock_ttl:g} s"
     )
     print(
         format_table(
@@ -215,7 +262,7 @@ def _print(args: argparse.Namespace, report: dict[str, Any]) -> None:
                 ["errors", report["errors"]],
                 ["start skew max", ms(report["start_skew_max_s"], 2)],
                 [
-                    "served by another process / thread",
+                    "served by another process / " + ("task" if args.async_ else "thread"),
                     f"{stats.get('followed', 0)} / {stats.get('coalesced', 0)}",
                 ],
             ],

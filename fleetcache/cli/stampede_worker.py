@@ -3,7 +3,8 @@
 A worker process runs ``threads`` callers.  Each round every caller waits on the
 cross-process barrier, sleeps until the round's common start instant, calls
 ``get_or_set`` on the round's fresh request and reports its latency, the time its
-``compute`` took (only the leader runs it) and a digest of the value it got.
+``compute`` took (only the leader runs it) and a digest of the value it got.  The asyncio
+twin (``--async``) is :mod:`fleetcache.cli.async_stampede_worker`.
 """
 
 from __future__ import annotations
@@ -15,26 +16,21 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
 import orjson
-import redis
 
 from fleetcache import Cache, Policy
 from fleetcache.cli.common import connect
-from fleetcache.locking import FencedLock, Lock, SetNxLock
+from fleetcache.cli.locks import SYNC_LOCKS, sync_clients
 
 KEY_TTL_S = 600
 
-#: Lock backends of ``--lock``: name -> factory taking a client (add Redlock here).
-LOCKS: dict[str, Callable[[redis.Redis], Lock]] = {
-    "setnx": SetNxLock,
-    "fenced": FencedLock,
-}
+#: Lock backends of ``--lock``: name -> factory taking the lock nodes' clients.
+LOCKS = SYNC_LOCKS
 
 
 @dataclass(frozen=True)
@@ -47,6 +43,19 @@ class Setup:
     upstream: float
     lock_ttl: float
     lock: str
+    #: The lock's nodes (Redlock: one per master); empty: the cache's Redis.
+    lock_urls: tuple[str, ...] = ()
+
+    @property
+    def lock_nodes(self) -> tuple[str, ...]:
+        """The URLs the lock runs on."""
+        return self.lock_urls or (self.url,)
+
+    def policy(self) -> Policy:
+        """The cache policy of every caller."""
+        return Policy(
+            ttl=KEY_TTL_S, lock_ttl=self.lock_ttl, wait_timeout=max(30.0, 20 * self.upstream)
+        )
 
     def counter_key(self, rnd: int) -> str:
         """INCRed by every upstream call of round ``rnd``."""
@@ -62,11 +71,8 @@ def worker_main(
 ) -> None:
     """One process: ``setup.threads`` callers, one call each per round until round < 0."""
     r = connect(setup.url)
-    lock = LOCKS[setup.lock](connect(setup.url, socket_timeout=1.0))
-    policy = Policy(
-        ttl=KEY_TTL_S, lock_ttl=setup.lock_ttl, wait_timeout=max(30.0, 20 * setup.upstream)
-    )
-    cache = Cache(r, namespace=setup.namespace, lock=lock, policy=policy)
+    lock = LOCKS[setup.lock](sync_clients(setup.lock_nodes))
+    cache = Cache(r, namespace=setup.namespace, lock=lock, policy=setup.policy())
     warm = {"bench": "stampede", "warm-up": os.getpid()}
     cache.get_or_set(warm, lambda: "warm")  # subscribe, load the scripts
 
@@ -96,10 +102,11 @@ def worker_main(
             start = time.monotonic()
             try:
                 value = cache.get_or_set(request, functools.partial(compute, rnd, box))
+                end = time.monotonic()
                 digest, error = hashlib.sha256(orjson.dumps(value)).hexdigest(), None
             except Exception as exc:
+                end = time.monotonic()
                 digest, error = "", f"{type(exc).__name__}: {exc}"
-            end = time.monotonic()
             results.put(
                 {
                     "round": rnd,

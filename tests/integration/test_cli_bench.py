@@ -1,0 +1,240 @@
+"""``bench lock``, ``bench stampede --async / --lock redlock`` and ``bench hit --async``.
+
+Every bench runs for real on real Redis with tiny parameters; the assertions read its
+``--json`` output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from fleetcache.__main__ import main
+from fleetcache.cli import BENCHES
+from fleetcache.cli.lock_series import round_order
+from fleetcache.cli.lock_worker import fence_inversions
+from fleetcache.cli.locks import parse_counts
+from fleetcache.cli.stampede_worker import LOCKS
+from fleetcache.testing import RedisNode
+
+NodeFactory = Callable[..., list[RedisNode]]
+
+
+def run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, Any]:
+    """Run the CLI with ``--json`` and return (exit status, the parsed JSON)."""
+    status = main([*argv, "--json"])
+    return status, json.loads(capsys.readouterr().out)
+
+
+def cli(command: str, url: str, options: str = "") -> list[str]:
+    """The argv of ``command`` against ``url`` with space-separated ``options``."""
+    return [*command.split(), "--redis", url, *options.split()]
+
+
+def leftovers(url: str, *patterns: str) -> list[bytes]:
+    """Keys matching ``patterns`` on the node at ``url``."""
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        return [k for p in patterns for k in client.scan_iter(match=p)]
+    finally:
+        client.close()
+
+
+def dead_url() -> str:
+    """A URL on a loopback port where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def test_registries_list_the_new_benches() -> None:
+    """bench lock is registered and --lock offers redlock to the stampede bench."""
+    assert BENCHES["lock"] == "fleetcache.cli.bench_lock"
+    assert set(LOCKS) == {"setnx", "fenced", "redlock"}
+
+
+def test_helpers_order_counts_and_fences() -> None:
+    """Round order rotates and alternates; counts parse; fence inversions are counted."""
+    names = ["a", "b", "c"]
+    assert [round_order(names, i) for i in range(3)] == [
+        ["a", "b", "c"],
+        ["a", "c", "b"],
+        ["c", "a", "b"],
+    ]
+    assert parse_counts("5,3,3") == [3, 5]
+    assert parse_counts("0") == parse_counts("none") == []
+    with pytest.raises(ValueError, match="node counts"):
+        parse_counts("3,-1")
+    assert fence_inversions([1, 2, 5, 9]) == 0
+    assert fence_inversions([1, 3, 3, 2]) == 2
+
+
+def test_bench_lock_times_every_backend_and_contends_safely(
+    redis_node: RedisNode, make_nodes: NodeFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every series runs against raw; contended runs see one holder at a time and rising fences."""
+    nodes = make_nodes(3)
+    urls = ",".join(n.url for n in nodes)
+    status, out = run_json(
+        capsys,
+        cli(
+            "bench lock",
+            redis_node.url,
+            f"--rounds 2 --ops 20 --redlock 3 --redlock-urls {urls} --try-acquire "
+            "--contended-processes 2 --contended-seconds 0.5",
+        ),
+    )
+    assert status == 0
+    series = {s["series"]: s for s in out["uncontended"]["series"]}
+    expected = {
+        "raw SET NX + EVALSHA del",
+        "setnx acquire",
+        "fenced acquire",
+        "setnx try_acquire",
+        "fenced try_acquire",
+        "python-redis-lock adapter",
+        "redis-py Lock",
+        "Redlock x3 acquire",
+        "Redlock x3 try_acquire",
+    }
+    if importlib.util.find_spec("pottery") is not None:
+        expected.add("pottery Redlock x3")
+    assert set(series) == expected
+    assert series["raw SET NX + EVALSHA del"]["ratio_vs_raw"] == 1.0
+    assert series["setnx acquire"]["target"] == 1.1
+    assert series["Redlock x3 acquire"]["target"] == 1.5
+    assert series["Redlock x3 acquire"]["nodes"] == 3
+    for s in series.values():
+        assert s["median_op_s"] > 0
+        assert len(s["per_round_op_s"]) == 2
+    runs = {c["backend"]: c for c in out["contended"]}
+    assert set(runs) == {"setnx", "fenced", "redlock"}
+    for run in runs.values():
+        assert run["acquisitions"] > 0
+        assert run["violations"] == run["errors"] == run["occupancy_after"] == 0
+        assert run["fences_recorded"] == run["acquisitions"]
+        assert len(run["per_process"]) == 2
+    assert runs["setnx"]["fences_increasing"] is None
+    assert runs["fenced"]["fences_increasing"] is True
+    assert runs["redlock"]["fences_increasing"] is True
+    assert runs["redlock"]["nodes"] == 3
+    ns = out["namespace"]
+    for node in [redis_node, *nodes]:
+        assert leftovers(node.url, f"*fcbench:{ns}:*") == []
+
+
+def test_bench_lock_starts_its_own_redlock_nodes(
+    redis_node: RedisNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --redlock-urls the bench starts throwaway nodes for each Redlock size."""
+    status, out = run_json(
+        capsys,
+        cli(
+            "bench lock",
+            redis_node.url,
+            "--rounds 1 --ops 10 --redlock 1,3 --contended-seconds 0",
+        ),
+    )
+    assert status == 0
+    names = [s["series"] for s in out["uncontended"]["series"]]
+    assert "Redlock x1 acquire" in names
+    assert "Redlock x3 acquire" in names
+    assert not any("try_acquire" in n for n in names)
+    assert out["contended"] == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        "--redlock x",
+        "--redlock 3,-5",
+        "--redlock 3 --redlock-urls redis://127.0.0.1:1/0",
+        "--contended-backends nope",
+        "--ops 0",
+    ],
+)
+def test_bench_lock_rejects_bad_options(capsys: pytest.CaptureFixture[str], options: str) -> None:
+    """Bad options exit with status 2 before any Redis is touched."""
+    assert main(cli("bench lock", dead_url(), options)) == 2
+
+
+@pytest.mark.parametrize("lock", ["setnx", "fenced"])
+def test_bench_stampede_async_one_call_per_round(
+    redis_node: RedisNode, capsys: pytest.CaptureFixture[str], lock: str
+) -> None:
+    """With --async, every round of event-loop tasks makes one upstream call, equal values."""
+    status, out = run_json(
+        capsys,
+        cli(
+            "bench stampede",
+            redis_node.url,
+            f"--async --processes 2 --tasks 4 --rounds 2 --upstream 0.05 --lock {lock}",
+        ),
+    )
+    assert status == 0
+    assert out["config"]["async"] is True
+    assert out["config"]["threads"] == 4
+    assert [rd["upstream_calls"] for rd in out["rounds"]] == [1, 1]
+    assert all(rd["callers"] == 8 for rd in out["rounds"])
+    assert out["all_values_equal"]
+    assert out["errors"] == 0
+
+
+@pytest.mark.parametrize("mode", ["threads", "async"])
+def test_bench_stampede_redlock_on_given_nodes(
+    redis_node: RedisNode,
+    make_nodes: NodeFactory,
+    capsys: pytest.CaptureFixture[str],
+    mode: str,
+) -> None:
+    """--lock redlock --lock-urls runs the lock on those nodes and cleans its keys up."""
+    nodes = make_nodes(3)
+    urls = ",".join(n.url for n in nodes)
+    flags = "--async --tasks 3" if mode == "async" else "--threads 2"
+    status, out = run_json(
+        capsys,
+        cli(
+            "bench stampede",
+            redis_node.url,
+            f"{flags} --processes 2 --rounds 2 --upstream 0.05 --lock redlock --lock-urls {urls}",
+        ),
+    )
+    assert status == 0
+    assert out["config"]["lock"] == "redlock"
+    assert out["config"]["lock_nodes"] == 3
+    assert out["rounds_with_one_call"] == 2
+    assert out["all_values_equal"]
+    assert out["errors"] == 0
+    for node in nodes:
+        assert leftovers(node.url, "fc:bench-stampede-*") == []
+
+
+@pytest.mark.parametrize("concurrency", [16, 150])
+def test_bench_hit_async_is_one_get_per_hit(
+    redis_node: RedisNode, capsys: pytest.CaptureFixture[str], concurrency: int
+) -> None:
+    """AsyncCache hits return the cached value with one server GET each, at a concurrency."""
+    status, out = run_json(
+        capsys,
+        cli(
+            "bench hit",
+            redis_node.url,
+            f"--async --rounds 2 --ops 300 --concurrency {concurrency} --value-size 500",
+        ),
+    )
+    assert status == 0
+    assert out["wrong_values"] == 0  # past 100 tasks too: the pools are sized to match
+    assert out["config"]["concurrency"] == concurrency
+    assert len(out["rounds"]) == 2
+    for name in ("fleetcache get", "fleetcache get_or_set", "raw GET + orjson.loads"):
+        assert out["server_commands_per_hit"][name]["get"] == pytest.approx(1.0, abs=0.05)
+        assert out["median_ops_per_s"][name] > 0
+    assert out["ratio_get_vs_raw"] > 0
+    assert out["target_ratio"] == 0.85
