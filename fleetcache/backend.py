@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -12,6 +13,7 @@ from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript, Script
+from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 from fleetcache.errors import BackendError
@@ -28,6 +30,9 @@ def map_redis_errors(what: str) -> Iterator[None]:
     except REDIS_ERRORS as exc:
         raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
+
+#: redis-py >= 8 configures CLIENT SETINFO with ``driver_info`` (``lib_name`` is deprecated).
+_HAS_DRIVER_INFO = "driver_info" in inspect.signature(AbstractConnection.__init__).parameters
 
 #: Pool-specific entries of redis-py's connection kwargs that a cloned pool must not share.
 _POOL_BOUND = ("maint_notifications_pool_handler", "retry_on_timeout", "retry_on_error")
@@ -49,7 +54,9 @@ def clone_kwargs(pool: Any, *, handshake: bool = True, **overrides: Any) -> dict
         if f"orig_{key}" in kwargs and key in overrides:
             kwargs[f"orig_{key}"] = overrides[key]
     if not handshake:
-        if "driver_info" in kwargs:
+        if _HAS_DRIVER_INFO:
+            kwargs.pop("lib_name", None)
+            kwargs.pop("lib_version", None)
             kwargs["driver_info"] = None
         else:  # redis-py before driver_info
             kwargs.update(lib_name=None, lib_version=None)
@@ -58,24 +65,33 @@ def clone_kwargs(pool: Any, *, handshake: bool = True, **overrides: Any) -> dict
     return kwargs
 
 
-def _clone(client: Any, asyncio: bool, *, handshake: bool, retries: int, **overrides: Any) -> Any:
-    """A client of the same flavour on a new plain pool with ``client``'s settings.
+def _clone(
+    client: Any, asyncio: bool, *, handshake: bool, retries: int, wait: float, **overrides: Any
+) -> Any:
+    """A client of the same flavour on a new pool with ``client``'s settings.
 
-    None when ``client``'s pool is not a plain ConnectionPool (Sentinel, blocking, cluster).
+    The new pool is a *blocking* pool of the same size: a caller that finds every
+    connection busy waits up to ``wait`` seconds for one instead of failing at once (an
+    exhausted pool is load, not a dead Redis).  None when ``client``'s pool is not a plain
+    ConnectionPool (Sentinel, blocking, cluster): such clients are used as given.
     """
-    pool_cls, client_cls, retry_cls = (
-        (aioredis.ConnectionPool, aioredis.Redis, AsyncRetry)
+    classes: tuple[Any, Any, Any, Any] = (
+        (aioredis.ConnectionPool, aioredis.BlockingConnectionPool, aioredis.Redis, AsyncRetry)
         if asyncio
-        else (redis.ConnectionPool, redis.Redis, Retry)
+        else (redis.ConnectionPool, redis.BlockingConnectionPool, redis.Redis, Retry)
     )
-    pool = getattr(client, "connection_pool", None)
-    if type(pool) is not pool_cls:
+    plain_cls, pool_cls, client_cls, retry_cls = classes
+    pool: Any = getattr(client, "connection_pool", None)
+    if type(pool) is not plain_cls:
         return None
     kwargs = clone_kwargs(
         pool, handshake=handshake, retry=retry_cls(NoBackoff(), retries), **overrides
     )
     new_pool = pool_cls(
-        connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        timeout=wait,
+        **kwargs,
     )
     return client_cls(connection_pool=new_pool)
 
@@ -84,7 +100,7 @@ def _bounded(client: Any, timeout: float | None, asyncio: bool) -> Any:
     clone = None
     if timeout is not None:
         clone = _clone(
-            client, asyncio, handshake=True, retries=1,
+            client, asyncio, handshake=True, retries=1, wait=timeout,
             socket_timeout=timeout, socket_connect_timeout=timeout,
         )
     if clone is not None:
@@ -116,13 +132,15 @@ def bounded_async_client(client: aioredis.Redis, timeout: float | None) -> aiore
 
 def unretried_client(client: redis.Redis) -> redis.Redis:
     """``client``'s settings on a new pool: no retries, no connect-time SETINFO handshake."""
-    clone: redis.Redis | None = _clone(client, False, handshake=False, retries=0)
+    wait = client.connection_pool.connection_kwargs.get("socket_timeout") or 1.0
+    clone: redis.Redis | None = _clone(client, False, handshake=False, retries=0, wait=wait)
     return client if clone is None else clone
 
 
 def unretried_async_client(client: aioredis.Redis) -> aioredis.Redis:
     """The asyncio twin of :func:`unretried_client`."""
-    clone: aioredis.Redis | None = _clone(client, True, handshake=False, retries=0)
+    wait = client.connection_pool.connection_kwargs.get("socket_timeout") or 1.0
+    clone: aioredis.Redis | None = _clone(client, True, handshake=False, retries=0, wait=wait)
     return client if clone is None else clone
 
 

@@ -5,7 +5,7 @@ asyncio.  Both return, per node, the script's reply or the exception that node r
 bound each node by its client's own socket timeout.
 
 The sync fan-out uses no thread pool: it writes the command on every node's connection
-first, then waits on all the sockets at once (``selectors``) and reads each reply as it
+first, then waits on all the sockets at once (``poll``) and reads each reply as it
 arrives, so one round costs the slowest node's latency, not the sum.  Connections come from
 per-node pools that :func:`redlock_client` opens with the node client's settings minus
 retries and minus every connect-time handshake (``CLIENT SETINFO``, and ``HELLO 3`` with the
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import selectors
+import select
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,25 +91,29 @@ def _read(conn: Any, script: LuaScript, keys: Sequence[Any], args: Sequence[Any]
 def fan_out(
     clients: Sequence[redis.Redis], script: LuaScript, keys: Sequence[Any], args: Sequence[Any]
 ) -> list[Any]:
-    """Run ``script`` on every node in one parallel round; a reply or an exception each."""
+    """Run ``script`` on every node in one parallel round; a reply or an exception each.
+
+    The command is encoded once (the node clients are assumed to share an encoding) and
+    written to every node's connection; then ``poll`` waits on all the sockets at once and
+    each reply is read as it arrives, each node bounded by its own deadline.
+    """
     results: list[Any] = [None] * len(clients)
-    pending: dict[int, tuple[Any, Any, float]] = {}
-    sel = selectors.DefaultSelector()
+    pending: dict[int, tuple[int, Any, Any, float]] = {}  # fd -> (node, conn, pool, deadline)
+    poller = select.poll()
+    packed: Any = None
     try:
         for i, client in enumerate(clients):
             pool = client.connection_pool
-            conn = None
+            conn: Any = None
             try:
                 deadline = time.monotonic() + node_timeout(client)
                 conn = pool.get_connection()
-                conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                sock = getattr(conn, "_sock", None)
-                if sock is None or conn.can_read(timeout=0):
-                    results[i] = _read(conn, script, keys, args)
-                    pool.release(conn)
-                    continue
-                pending[i] = (conn, pool, deadline)
-                sel.register(sock, selectors.EVENT_READ, i)
+                if packed is None:
+                    packed = conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                conn.send_packed_command(packed)
+                fd = conn._sock.fileno()
+                pending[fd] = (i, conn, pool, deadline)
+                poller.register(fd, select.POLLIN)
             except REDIS_ERRORS as exc:
                 results[i] = exc
                 if conn is not None:
@@ -118,11 +122,10 @@ def fan_out(
         while pending:
             # Read what has arrived first, then expire the rest: a reply that arrived while
             # a connect to another node blocked (AUTH, SELECT) is not a timeout.
-            wait = min(d for _, _, d in pending.values()) - time.monotonic()
-            for key, _ in sel.select(max(0.0, wait)):
-                i = key.data
-                conn, pool, _ = pending.pop(i)
-                sel.unregister(key.fileobj)
+            wait = min(d for _, _, _, d in pending.values()) - time.monotonic()
+            for fd, _ in poller.poll(max(0.0, wait) * 1000):
+                i, conn, pool, _ = pending.pop(fd)
+                poller.unregister(fd)
                 try:
                     results[i] = _read(conn, script, keys, args)
                 except REDIS_ERRORS as exc:
@@ -131,17 +134,16 @@ def fan_out(
                 finally:
                     pool.release(conn)
             now = time.monotonic()
-            for i in [i for i, (_, _, d) in pending.items() if d <= now]:
-                conn, pool, _ = pending.pop(i)
-                sel.unregister(conn._sock)
+            for fd in [fd for fd, (_, _, _, d) in pending.items() if d <= now]:
+                i, conn, pool, _ = pending.pop(fd)
+                poller.unregister(fd)
                 results[i] = redis.exceptions.TimeoutError("node did not answer in time")
                 conn.disconnect()
                 pool.release(conn)
     finally:
-        for conn, pool, _ in pending.values():  # only on an unexpected error
+        for _, conn, pool, _ in pending.values():  # only on an unexpected error
             conn.disconnect()
             pool.release(conn)
-        sel.close()
     return results
 
 

@@ -324,6 +324,9 @@ class Cache:
         start = self._clock.monotonic()
         deadline = start + self.policy.wait_timeout
         poll = self.policy.effective_poll_interval
+        # The first re-try comes soon: with a quorum lock (Redlock) simultaneous attempts
+        # can split the vote so that nobody leads; later ones wait the fallback poll.
+        pause = random.uniform(0.002, 0.02)
         with self._notifier.waiter(keys.value) as waiter:
             env = self._peek(keys)
             while env is None:
@@ -332,7 +335,8 @@ class Cache:
                     self.stats.incr("wait_timeouts")
                     raise WaitTimeout(keys.value, self._clock.monotonic() - start)
                 # Woken by the leader's notification, or by the jittered fallback poll.
-                waiter.wait(min(remaining, random.uniform(poll / 2, poll)))
+                waiter.wait(min(remaining, pause))
+                pause = random.uniform(poll / 2, poll)
                 inline = waiter.take()
                 env = None if inline is None else self._decode(keys.value, inline)
                 if env is None:

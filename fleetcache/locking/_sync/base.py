@@ -79,6 +79,9 @@ class LockBase:
         check_seconds("ttl", ttl)
         check_seconds("wait", wait, allow_zero=True)
         start = time.monotonic()
+        first = self.try_acquire(name, ttl)
+        if first is not None:  # the common case: no retry machinery to build
+            return first
         retrying = Retrying(
             stop=stop_before_delay(wait),
             wait=wait_random_exponential(multiplier=self.retry_min, max=self.retry_max),

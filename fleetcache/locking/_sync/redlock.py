@@ -138,7 +138,9 @@ class Redlock(LockBase):
         check_seconds("ttl", ttl)
         check_seconds("wait", wait, allow_zero=True)
         start = time.monotonic()
-        last = Attempt()
+        last = self._attempt(name, ttl)
+        if last.lease is not None:  # the common case: no retry machinery to build
+            return last.lease
         retrying = Retrying(
             stop=stop_before_delay(wait),
             wait=wait_random_exponential(multiplier=self.retry_min, max=self.retry_max),
