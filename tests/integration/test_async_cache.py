@@ -213,3 +213,19 @@ def test_cancelled_followers_leave_nothing_behind(r: redis.Redis, redis_node: An
         assert leftover == set(), leftover
 
     run(body)
+
+
+def test_async_busy_pool_is_load_not_an_outage(r: redis.Redis, redis_node: Any) -> None:
+    """200 concurrent tasks over a 4-connection pool: every get is a hit, no fail-open."""
+
+    async def body() -> None:
+        client = redis_node.async_client(max_connections=4)
+        async with AsyncCache(client, namespace="a7") as cache:
+            await cache.set(REQ, "v")
+            got = await asyncio.gather(*(cache.get(REQ) for _ in range(200)))
+            assert list(got) == ["v"] * 200
+            assert cache.stats.fail_open == 0
+            assert cache.stats.backend_errors == 0
+        await client.aclose()
+
+    run(body)

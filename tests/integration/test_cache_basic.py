@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import pytest
@@ -165,4 +166,28 @@ def test_decode_responses_client_still_works(redis_node: Any) -> None:
         assert cache.get(REQ) == "é"
     with pytest.raises(ValueError, match="decode_responses"):
         Cache(client, namespace="dec", policy=Policy(redis_timeout=None))
+    client.close()
+
+
+def test_busy_pool_is_load_not_an_outage(redis_node: Any) -> None:
+    """More threads than pooled connections: callers wait for a connection instead of the
+    cache mistaking an exhausted pool for a dead Redis (no fail-open, every get a hit)."""
+    client = redis_node.client(max_connections=2)
+    with Cache(client, namespace="pool") as cache:
+        cache.set(REQ, "v")
+        barrier = threading.Barrier(16)
+        seen: list[Any] = []
+
+        def worker() -> None:
+            barrier.wait()
+            seen.extend(cache.get(REQ) for _ in range(50))
+
+        threads = [threading.Thread(target=worker) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert seen == ["v"] * 800
+        assert cache.stats.fail_open == 0
+        assert cache.stats.backend_errors == 0
     client.close()
