@@ -48,8 +48,9 @@ async def _compute(r: aioredis.Redis, setup: Setup, rnd: int, box: list[float]) 
     pipe.incr(setup.counter_key(rnd))
     pipe.expire(setup.counter_key(rnd), KEY_TTL_S)
     await pipe.execute()
-    box.append(time.monotonic() - start)
-    return {"round": rnd, "nonce": secrets.token_hex(8), "pid": os.getpid()}
+    done = time.monotonic()
+    box.append(done - start)
+    return {"round": rnd, "nonce": secrets.token_hex(8), "pid": os.getpid(), "done_at": done}
 
 
 async def _caller(
@@ -66,14 +67,16 @@ async def _caller(
         value = await cache.get_or_set(request, functools.partial(_compute, r, setup, rnd, box))
         end = time.monotonic()
         digest, error = hashlib.sha256(orjson.dumps(value)).hexdigest(), None
+        handoff = end - value["done_at"]
     except Exception as exc:
         end = time.monotonic()
-        digest, error = "", f"{type(exc).__name__}: {exc}"
+        digest, error, handoff = "", f"{type(exc).__name__}: {exc}", None
     return {
         "round": rnd,
         "start": start,
         "latency": end - start,
         "compute": box[0] if box else None,
+        "handoff": handoff,
         "value": digest,
         "error": error,
     }

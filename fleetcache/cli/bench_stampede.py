@@ -79,6 +79,7 @@ def summarise_round(rnd: int, calls: int, rows: list[dict[str, Any]]) -> dict[st
     computes = [row["compute"] for row in rows if row["compute"] is not None]
     upstream = max(computes) if computes else float("nan")
     overheads = [row["latency"] - upstream for row in rows if row["error"] is None]
+    handoffs = [row["handoff"] for row in rows if row.get("handoff") is not None]
     starts = [row["start"] for row in rows]
     return {
         "round": rnd,
@@ -91,8 +92,11 @@ def summarise_round(rnd: int, calls: int, rows: list[dict[str, Any]]) -> dict[st
         "overhead_p50_s": percentile(overheads, 50),
         "overhead_p99_s": percentile(overheads, 99),
         "overhead_max_s": max(overheads, default=float("nan")),
+        "handoff_p50_s": percentile(handoffs, 50),
+        "handoff_p99_s": percentile(handoffs, 99),
         "start_skew_s": max(starts) - min(starts),
         "_overheads": overheads,
+        "_handoffs": handoffs,
     }
 
 
@@ -183,6 +187,7 @@ def _report(
     args: argparse.Namespace, rounds: list[dict[str, Any]], stats: dict[str, int], nodes: int
 ) -> dict[str, Any]:
     overheads = [x for rd in rounds for x in rd.pop("_overheads")]
+    handoffs = [x for rd in rounds for x in rd.pop("_handoffs")]
     return {
         "config": {
             "processes": args.processes,
@@ -202,6 +207,9 @@ def _report(
         "overhead_p50_s": percentile(overheads, 50),
         "overhead_p99_s": percentile(overheads, 99),
         "overhead_max_s": max(overheads, default=float("nan")),
+        "handoff_p50_s": percentile(handoffs, 50),
+        "handoff_p99_s": percentile(handoffs, 99),
+        "handoff_max_s": max(handoffs, default=float("nan")),
         "start_skew_max_s": max((rd["start_skew_s"] for rd in rounds), default=float("nan")),
         "cache_stats": stats,
     }
@@ -258,6 +266,9 @@ def _print(args: argparse.Namespace, report: dict[str, Any]) -> None:
                 ["follower overhead p50", ms(report["overhead_p50_s"])],
                 ["follower overhead p99", ms(report["overhead_p99_s"])],
                 ["follower overhead max", ms(report["overhead_max_s"])],
+                ["hand-off p50", ms(report["handoff_p50_s"])],
+                ["hand-off p99", ms(report["handoff_p99_s"])],
+                ["hand-off max", ms(report["handoff_max_s"])],
                 ["all callers got equal values", "yes" if report["all_values_equal"] else "NO"],
                 ["errors", report["errors"]],
                 ["start skew max", ms(report["start_skew_max_s"], 2)],
@@ -269,6 +280,8 @@ def _print(args: argparse.Namespace, report: dict[str, Any]) -> None:
         )
     )
     print("overhead = caller latency - the leader's upstream time (measured around compute)")
+    print("hand-off = caller return - the leader's compute end (CLOCK_MONOTONIC, system-wide):")
+    print("  the delay after the value exists, without the callers' start skew")
     for rd in report["rounds"]:
         for err in rd["errors"][:3]:
             print(f"round {rd['round']} error: {err}")

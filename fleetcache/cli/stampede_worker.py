@@ -83,9 +83,9 @@ def worker_main(
         pipe.incr(setup.counter_key(rnd))
         pipe.expire(setup.counter_key(rnd), KEY_TTL_S)
         pipe.execute()
-        value = {"round": rnd, "nonce": secrets.token_hex(8), "pid": os.getpid()}
-        box.append(time.monotonic() - start)
-        return value
+        done = time.monotonic()
+        box.append(done - start)
+        return {"round": rnd, "nonce": secrets.token_hex(8), "pid": os.getpid(), "done_at": done}
 
     def caller() -> None:
         cache.get(warm)  # one pooled connection per thread before round 1
@@ -104,15 +104,17 @@ def worker_main(
                 value = cache.get_or_set(request, functools.partial(compute, rnd, box))
                 end = time.monotonic()
                 digest, error = hashlib.sha256(orjson.dumps(value)).hexdigest(), None
+                handoff = end - value["done_at"]
             except Exception as exc:
                 end = time.monotonic()
-                digest, error = "", f"{type(exc).__name__}: {exc}"
+                digest, error, handoff = "", f"{type(exc).__name__}: {exc}", None
             results.put(
                 {
                     "round": rnd,
                     "start": start,
                     "latency": end - start,
                     "compute": box[0] if box else None,
+                    "handoff": handoff,
                     "value": digest,
                     "error": error,
                 }
