@@ -42,7 +42,8 @@ class AsyncWaiter(WaiterBase):
     async def wait(self, timeout: float) -> bool:
         """Wait until notified (True) or ``timeout`` passes (False); re-arms itself."""
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
         except TimeoutError:
             return False
         self._event.clear()
@@ -92,7 +93,8 @@ class AsyncNotifier:
                 self._run(), name=f"fleetcache-notifier:{self._channel}"
             )
         try:
-            await asyncio.wait_for(self._healthy.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._healthy.wait()
         except TimeoutError:
             return False
         return True

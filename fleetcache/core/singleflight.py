@@ -15,7 +15,7 @@ from fleetcache.errors import WaitTimeout
 
 
 class _Flight:
-    __slots__ = ("abandoned", "done", "error", "value", "waiters")
+    __slots__ = ("abandoned", "done", "error", "settled", "value", "waiters")
 
     def __init__(self) -> None:
         self.waiters = 0
@@ -23,6 +23,7 @@ class _Flight:
         self.value: Any = None
         self.error: Exception | None = None
         self.abandoned = False
+        self.settled = False
 
 
 class SingleFlight:
@@ -49,6 +50,19 @@ class SingleFlight:
             flight = self._flights.get(key)
             return 0 if flight is None else flight.waiters
 
+    def settle(self, key: str, value: Any) -> None:
+        """Hand ``value`` to the waiters of ``key`` now, before its runner returns.
+
+        The runner calls it as soon as the value is safe (stored), so that the waiters do
+        not also wait for the runner's clean-up (releasing its lease).
+        """
+        with self._guard:
+            flight = self._flights.get(key)
+        if flight is not None and not flight.done.is_set():
+            flight.value = value
+            flight.settled = True
+            flight.done.set()
+
     def run(self, key: str, fn: Callable[[], Any], timeout: float) -> tuple[Any, bool]:
         """Return ``(value, shared)``: ``shared`` is True when another thread computed it."""
         while True:
@@ -71,13 +85,17 @@ class SingleFlight:
 
     def _lead(self, key: str, flight: _Flight, fn: Callable[[], Any]) -> Any:
         try:
-            flight.value = fn()
-            return flight.value
+            value = fn()
+            if not flight.settled:
+                flight.value = value
+            return value
         except Exception as exc:
-            flight.error = exc
+            if not flight.settled:
+                flight.error = exc
             raise
         except BaseException:
-            flight.abandoned = True
+            if not flight.settled:
+                flight.abandoned = True
             raise
         finally:
             with self._guard:
@@ -86,19 +104,22 @@ class SingleFlight:
 
 
 class _AsyncFlight:
-    __slots__ = ("abandoned", "future", "waiters")
+    __slots__ = ("abandoned", "done", "error", "settled", "value", "waiters")
 
-    def __init__(self, future: asyncio.Future[Any]) -> None:
-        self.future = future
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.value: Any = None
+        self.error: Exception | None = None
         self.waiters = 0
         self.abandoned = False
+        self.settled = False
 
 
 class AsyncSingleFlight:
     """The asyncio twin of :class:`SingleFlight`: coalesces concurrent tasks per key.
 
-    The first task runs ``fn``; others await its outcome (shielded, so a cancelled waiter
-    does not cancel the runner).  A runner cancelled or killed by a non-``Exception``
+    The first task runs ``fn``; others wait on the flight's event (a cancelled waiter
+    cancels nothing but its own wait).  A runner cancelled or killed by a non-``Exception``
     abandons the flight and one waiter runs ``fn`` itself.  Single event loop only.
     """
 
@@ -113,6 +134,14 @@ class AsyncSingleFlight:
         flight = self._flights.get(key)
         return 0 if flight is None else flight.waiters
 
+    def settle(self, key: str, value: Any) -> None:
+        """Hand ``value`` to the waiters of ``key`` now, before its runner returns."""
+        flight = self._flights.get(key)
+        if flight is not None and not flight.done.is_set():
+            flight.value = value
+            flight.settled = True
+            flight.done.set()
+
     async def run(
         self, key: str, fn: Callable[[], Awaitable[Any]], timeout: float
     ) -> tuple[Any, bool]:
@@ -120,35 +149,36 @@ class AsyncSingleFlight:
         while True:
             flight = self._flights.get(key)
             if flight is None:
-                flight = self._flights[key] = _AsyncFlight(
-                    asyncio.get_running_loop().create_future()
-                )
+                flight = self._flights[key] = _AsyncFlight()
                 return await self._lead(key, flight, fn), False
             flight.waiters += 1
             try:
-                await asyncio.wait_for(asyncio.shield(flight.future), timeout)
+                async with asyncio.timeout(timeout):
+                    await flight.done.wait()
             except TimeoutError:
                 raise WaitTimeout(key, timeout) from None
-            except Exception:
-                pass  # the runner's exception: re-raised below from the future
             finally:
                 flight.waiters -= 1
             if flight.abandoned:
                 continue
-            return flight.future.result(), True
+            if flight.error is not None:
+                raise flight.error
+            return flight.value, True
 
     async def _lead(self, key: str, flight: _AsyncFlight, fn: Callable[[], Awaitable[Any]]) -> Any:
         try:
             value = await fn()
+            if not flight.settled:
+                flight.value = value
+            return value
         except Exception as exc:
-            flight.future.set_exception(exc)
-            flight.future.exception()  # retrieved: no "never retrieved" warning
+            if not flight.settled:
+                flight.error = exc
             raise
         except BaseException:
-            flight.abandoned = True
-            flight.future.set_result(None)
+            if not flight.settled:
+                flight.abandoned = True
             raise
         finally:
             del self._flights[key]
-        flight.future.set_result(value)
-        return value
+            flight.done.set()

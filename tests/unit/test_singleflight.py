@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import asyncio
 import threading
 
 import pytest
 
-from fleetcache.core.singleflight import SingleFlight
+from fleetcache.core.singleflight import AsyncSingleFlight, SingleFlight
 from fleetcache.errors import WaitTimeout
 
 
@@ -120,3 +121,63 @@ def test_base_exception_lets_a_waiter_run_instead() -> None:
     t.join(5)
     w.join(5)
     assert results == [(7, False)]
+
+
+def test_settle_releases_waiters_before_the_runner_returns() -> None:
+    """settle() hands the value to waiters at once while the runner is still cleaning up."""
+    sf = SingleFlight()
+    started = threading.Event()
+    cleanup = threading.Event()
+    results: list[tuple[str, bool]] = []
+
+    def fn() -> str:
+        started.set()
+        sf.settle("k", "v")
+        cleanup.wait(5)  # e.g. releasing a lease
+        return "v"
+
+    runner = threading.Thread(target=lambda: results.append(sf.run("k", fn, 5)))
+    runner.start()
+    assert started.wait(5)
+    assert sf.run("k", lambda: "other", 5) == ("v", True)
+    assert runner.is_alive()
+    cleanup.set()
+    runner.join(5)
+    assert results == [("v", False)]
+
+
+def test_async_single_flight_shares_settles_and_survives_cancelled_waiters() -> None:
+    """Tasks coalesce on one call; a cancelled waiter leaves the others and the runner
+    alone; settle() releases the waiters before the runner returns."""
+    async def body() -> None:
+        sf = AsyncSingleFlight()
+        calls = 0
+        go = asyncio.Event()
+        cleanup = asyncio.Event()
+
+        async def fn() -> str:
+            nonlocal calls
+            calls += 1
+            await go.wait()
+            sf.settle("k", "v")
+            await cleanup.wait()
+            return "v"
+
+        runner = asyncio.create_task(sf.run("k", fn, 5))
+        await asyncio.sleep(0)
+        waiters = [asyncio.create_task(sf.run("k", fn, 5)) for _ in range(5)]
+        await asyncio.sleep(0)
+        assert sf.waiting("k") == 5
+        waiters[0].cancel()
+        await asyncio.sleep(0)
+        go.set()
+        results = await asyncio.gather(*waiters[1:])
+        assert results == [("v", True)] * 4
+        assert not runner.done()
+        cleanup.set()
+        assert await runner == ("v", False)
+        assert calls == 1
+        assert waiters[0].cancelled()
+        assert len(sf) == 0
+
+    asyncio.run(body())

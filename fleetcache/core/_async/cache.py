@@ -312,13 +312,13 @@ class AsyncCache:
                 self.stats.incr("hits")
                 return env.value
             self.stats.incr("misses")
-        return await self._fill(await self._keys(digest), call)
+        return await self._fill(digest, await self._keys(digest), call)
 
-    async def _fill(self, keys: EntryKeys, call: AsyncComputeCall) -> Any:
+    async def _fill(self, digest: str, keys: EntryKeys, call: AsyncComputeCall) -> Any:
         """Become the leader, or follow the leader until its value appears."""
         lease = await self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
         if lease is not None:
-            return await self._lead(keys, lease, call)
+            return await self._lead(digest, keys, lease, call)
         start = self._clock.monotonic()
         deadline = start + self.policy.wait_timeout
         poll = self.policy.effective_poll_interval
@@ -343,7 +343,7 @@ class AsyncCache:
                     lease = await self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
                     if lease is not None:
                         self.stats.incr("takeovers")
-                        return await self._lead(keys, lease, call)
+                        return await self._lead(digest, keys, lease, call)
         self.stats.incr("followed")
         return env.value
 
@@ -357,7 +357,9 @@ class AsyncCache:
             raise self._leader_failed(keys.value, err)
         return env
 
-    async def _lead(self, keys: EntryKeys, lease: Lease, call: AsyncComputeCall) -> Any:
+    async def _lead(
+        self, digest: str, keys: EntryKeys, lease: Lease, call: AsyncComputeCall
+    ) -> Any:
         """Holding the lease: double-check, compute, write (fenced), release."""
         policy = self.policy
         dog = AsyncWatchdog(self.lock, lease, policy.lock_ttl, policy.max_hold).start()
@@ -387,6 +389,7 @@ class AsyncCache:
                 self.stats.incr("leases_lost")
             await self._store(keys, payload, dog.lease.fence)
             settled = True
+            self._flights.settle(digest, value)  # this process's waiters need not wait more
             return value
         finally:
             latest = await dog.stop()

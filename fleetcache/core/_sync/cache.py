@@ -314,13 +314,13 @@ class Cache:
                 self.stats.incr("hits")
                 return env.value
             self.stats.incr("misses")
-        return self._fill(self._keys(digest), call)
+        return self._fill(digest, self._keys(digest), call)
 
-    def _fill(self, keys: EntryKeys, call: ComputeCall) -> Any:
+    def _fill(self, digest: str, keys: EntryKeys, call: ComputeCall) -> Any:
         """Become the leader, or follow the leader until its value appears."""
         lease = self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
         if lease is not None:
-            return self._lead(keys, lease, call)
+            return self._lead(digest, keys, lease, call)
         start = self._clock.monotonic()
         deadline = start + self.policy.wait_timeout
         poll = self.policy.effective_poll_interval
@@ -345,7 +345,7 @@ class Cache:
                     lease = self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
                     if lease is not None:
                         self.stats.incr("takeovers")
-                        return self._lead(keys, lease, call)
+                        return self._lead(digest, keys, lease, call)
         self.stats.incr("followed")
         return env.value
 
@@ -359,7 +359,9 @@ class Cache:
             raise self._leader_failed(keys.value, err)
         return env
 
-    def _lead(self, keys: EntryKeys, lease: Lease, call: ComputeCall) -> Any:
+    def _lead(
+        self, digest: str, keys: EntryKeys, lease: Lease, call: ComputeCall
+    ) -> Any:
         """Holding the lease: double-check, compute, write (fenced), release."""
         policy = self.policy
         dog = Watchdog(self.lock, lease, policy.lock_ttl, policy.max_hold).start()
@@ -389,6 +391,7 @@ class Cache:
                 self.stats.incr("leases_lost")
             self._store(keys, payload, dog.lease.fence)
             settled = True
+            self._flights.settle(digest, value)  # this process's waiters need not wait more
             return value
         finally:
             latest = dog.stop()
