@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Iterator
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from redis import asyncio as aioredis
@@ -22,13 +20,26 @@ from fleetcache.errors import BackendError
 REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
 
 
-@contextlib.contextmanager
-def map_redis_errors(what: str) -> Iterator[None]:
-    """Re-raise any redis-py / socket error inside the block as :class:`BackendError`."""
-    try:
-        yield
-    except REDIS_ERRORS as exc:
-        raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
+class map_redis_errors:
+    """Re-raise any redis-py / socket error inside the block as :class:`BackendError`.
+
+    A class rather than a generator-based context manager: it sits on every hot path.
+    """
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: object, exc: BaseException | None, tb: object
+    ) -> Literal[False]:
+        if exc is not None and isinstance(exc, REDIS_ERRORS):
+            raise BackendError(f"{self.what}: {type(exc).__name__}: {exc}") from exc
+        return False
 
 
 #: redis-py >= 8 configures CLIENT SETINFO with ``driver_info`` (``lib_name`` is deprecated).

@@ -39,6 +39,7 @@ class AsyncWatchdog:
         self._deadline = None if max_hold is None else time.monotonic() + max_hold
         self.lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> AsyncWatchdog:
         """Start the renewal task; return self."""
@@ -50,25 +51,34 @@ class AsyncWatchdog:
     async def stop(self) -> Lease:
         """Cancel the task, wait for it to end, and return the latest lease."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
+        self._stopped = True
+        while task is not None and not task.done():
             task.cancel()
             # asyncio.wait never raises the task's own CancelledError, yet still lets a
-            # cancellation of the caller through.
-            await asyncio.wait([task])
+            # cancellation of the caller through.  A cancellation can be swallowed inside
+            # the redis client (a timeout racing with it), so re-cancel until it ends; the
+            # stop flag ends it at its next step in any case.
+            await asyncio.wait([task], timeout=0.05)
         return self.lease
 
     async def _run(self) -> None:
         interval = self._ttl / 3.0
-        while True:
+        while not self._stopped:
             await asyncio.sleep(interval)
+            if self._stopped:
+                return
             if self._deadline is not None and time.monotonic() >= self._deadline:
                 log.warning("lease %s held past max_hold; no longer renewed", self.lease.name)
                 return
             try:
-                self.lease = await self._lock.extend(self.lease, self._ttl)
+                renewed = await self._lock.extend(self.lease, self._ttl)
             except LockLost:
-                log.warning("lease %s lost while held", self.lease.name)
-                self.lost.set()
+                if not self._stopped:  # not merely released under our feet
+                    log.warning("lease %s lost while held", self.lease.name)
+                    self.lost.set()
                 return
             except FleetcacheError as exc:
                 log.warning("renewing lease %s failed: %s", self.lease.name, exc)
+                continue
+            if not self._stopped:
+                self.lease = renewed
