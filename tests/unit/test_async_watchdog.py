@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from fleetcache.locking import AsyncWatchdog, Lease
 
@@ -17,10 +18,8 @@ class SwallowingLock:
     async def extend(self, lease: Lease, ttl: float) -> Lease:
         self.calls += 1
         self.extending.set()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed: the task goes on
             await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            pass  # swallowed: the task goes on as if nothing happened
         return lease
 
 
