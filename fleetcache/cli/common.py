@@ -10,12 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -25,11 +20,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from fleetcache.testing import redis_nodes
+
 LOOPBACK = "127.0.0.1"
 #: Socket timeout of the clients the CLI opens (seconds).
 CLIENT_TIMEOUT = 5.0
-_START_TIMEOUT = 15.0
-_STOP_TIMEOUT = 10.0
 
 
 def log(msg: str) -> None:
@@ -78,109 +73,25 @@ def fresh_namespace(prefix: str) -> str:
     return f"{prefix}-{int(time.time())}-{secrets.token_hex(3)}"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
-def popen_redis() -> Iterator[str]:
-    """A ``redis-server`` child process on a free loopback port, stopped by its PID."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not os.access(binary, os.X_OK):
-        raise RuntimeError("no redis-server binary found: pass --redis URL or install Redis")
-    port = _free_port()
-    cmd = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        LOOPBACK,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--protected-mode",
-        "no",
-        "--daemonize",
-        "no",
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"redis://{LOOPBACK}:{port}/0"
-    try:
-        deadline = time.monotonic() + _START_TIMEOUT
-        probe = connect(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with status {proc.returncode}")
-            with contextlib.suppress(redis.RedisError, OSError):
-                info = probe.info("server")
-                if int(info.get("process_id", -1)) == proc.pid:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {port} never answered")
-            time.sleep(0.02)
-        probe.close()
-        yield url
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=_STOP_TIMEOUT)
-        deadline = time.monotonic() + _STOP_TIMEOUT
-        while _port_open(port) and time.monotonic() < deadline:
-            time.sleep(0.02)
+def local_nodes(n: int) -> Iterator[list[str]]:
+    """Start ``n`` throwaway local Redis nodes and yield their URLs; stop them on exit.
 
-
-def _testing_nodes() -> contextlib.AbstractContextManager[Any] | None:
-    """``fleetcache.testing.redis_nodes(1, kind="local")``, or None if it is unavailable."""
-    try:
-        from fleetcache.testing import redis_nodes  # noqa: PLC0415
-    except ImportError:
-        return None
-    return redis_nodes(1, kind="local")
+    They come from :mod:`fleetcache.testing`'s local provider (``redis-server`` processes
+    on free loopback ports, stopped by PID, also when the block raises).
+    """
+    if n < 1:
+        yield []
+        return
+    with redis_nodes(n, kind="local") as nodes:
+        yield [str(node.url) for node in nodes]
 
 
 @contextlib.contextmanager
 def local_redis() -> Iterator[str]:
     """Start a throwaway local Redis and yield its URL; stop it when the block exits."""
-    manager = _testing_nodes()
-    if manager is not None:
-        try:
-            nodes = manager.__enter__()
-            url = str(nodes[0].url)
-        except Exception as exc:  # provider unusable here: fall back to a plain process
-            log(f"fleetcache.testing could not start Redis ({exc}); using redis-server")
-            with contextlib.suppress(Exception):
-                manager.__exit__(None, None, None)
-        else:
-            try:
-                yield url
-            finally:
-                manager.__exit__(None, None, None)
-            return
-    with popen_redis() as url:
-        yield url
+    with local_nodes(1) as urls:
+        yield urls[0]
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
-from fleetcache.cli.common import connect, log, popen_redis
+from fleetcache.cli.common import connect, local_nodes, log
 from fleetcache.locking import (
     AsyncFencedLock,
     AsyncLock,
@@ -87,30 +87,9 @@ def async_clients(urls: Sequence[str]) -> list[aioredis.Redis]:
     return [async_client(u, socket_timeout=LOCK_TIMEOUT) for u in urls]
 
 
-@contextlib.contextmanager
-def throwaway_nodes(n: int) -> Iterator[list[str]]:
-    """URLs of ``n`` fresh local Redis nodes, all stopped (by PID) when the block exits.
-
-    Started through :func:`fleetcache.testing.redis_nodes` (local kind); if that provider is
-    unusable here, as plain ``redis-server`` child processes.
-    """
-    if n < 1:
-        yield []
-        return
-    try:
-        from fleetcache.testing import redis_nodes  # noqa: PLC0415
-
-        manager: contextlib.AbstractContextManager[Any] = redis_nodes(n, kind="local")
-        nodes = manager.__enter__()
-    except Exception as exc:  # provider unusable: plain child processes instead
-        log(f"fleetcache.testing could not start {n} nodes ({exc}); using redis-server")
-        with contextlib.ExitStack() as stack:
-            yield [stack.enter_context(popen_redis()) for _ in range(n)]
-        return
-    try:
-        yield [str(node.url) for node in nodes]
-    finally:
-        manager.__exit__(None, None, None)
+def throwaway_nodes(n: int) -> contextlib.AbstractContextManager[list[str]]:
+    """URLs of ``n`` fresh local Redis nodes, all stopped (by PID) when the block exits."""
+    return local_nodes(n)
 
 
 @contextlib.contextmanager
