@@ -229,3 +229,28 @@ def test_async_busy_pool_is_load_not_an_outage(r: redis.Redis, redis_node: Any) 
         await client.aclose()
 
     run(body)
+
+
+def test_async_pool_at_its_cap_waits_then_gives_up(r: redis.Redis, redis_node: Any) -> None:
+    """At its cap the cache's own pool makes a caller wait for a connection; one that never
+    comes ends in fail-open after Policy.redis_timeout, not in a hang."""
+
+    async def body() -> None:
+        client = redis_node.async_client(max_connections=1)
+        policy = Policy(redis_timeout=0.3)
+        async with AsyncCache(client, namespace="a8", policy=policy) as cache:
+            await cache.set(REQ, "v")
+            pool = cache._redis.connection_pool
+            held = await pool.get_connection()  # the only connection
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            assert await cache.get(REQ) is MISS  # waited, then failed open
+            assert 0.25 <= loop.time() - t0 < 2.0
+            assert cache.stats.fail_open == 1
+            await pool.release(held)
+            cache._breaker.success()
+            got = await asyncio.gather(*(cache.get(REQ) for _ in range(20)))
+            assert list(got) == ["v"] * 20
+        await client.aclose()
+
+    run(body)
