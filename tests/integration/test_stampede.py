@@ -78,3 +78,26 @@ def test_no_key_without_ttl_after_stampede_and_soak(r: redis.Redis, redis_node: 
     assert keys, "the soak left no fleetcache keys to check"
     no_ttl = [k for k in keys if r.ttl(k) == -1]
     assert no_ttl == []
+
+
+@pytest.mark.slow
+def test_async_8x50_one_upstream_call_in_each_of_10_rounds(r: redis.Redis,
+                                                          redis_node: Any) -> None:
+    """8 processes × 50 asyncio tasks (AsyncCache) on one missing key: 1 upstream call and
+    equal values for all 400 callers, in each of 10 rounds."""
+    report = stampede(redis_node.url, "--async", "--processes", "8", "--tasks", "50",
+                      "--rounds", "10", "--upstream", "0.2")
+    assert_one_call_per_round(report, 10, 400)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_call_outliving_the_lock_ttl_async_and_redlock(use_async: bool, r: redis.Redis,
+                                                      redis_node: Any) -> None:
+    """lock_ttl 1 s, upstream 1.5 s through Redlock (3 throwaway masters), sync and
+    asyncio: the watchdog keeps the quorum lease, 1 upstream call per round, no error."""
+    report = stampede(redis_node.url, *(["--async", "--tasks", "8"] if use_async else []),
+                      "--processes", "4", "--rounds", "2", "--upstream", "1.5",
+                      "--lock-ttl", "1", "--lock", "redlock")
+    callers = 4 * (8 if use_async else 4)
+    assert_one_call_per_round(report, 2, callers)
