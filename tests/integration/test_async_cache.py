@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ import redis
 
 from fleetcache import MISS, AsyncCache, LeaderFailed, Policy
 from fleetcache.core.keys import KeyLayout, request_hash
-from fleetcache.locking import AsyncFencedLock
+from fleetcache.locking import AsyncFencedLock, AsyncSetNxLock
 
 REQ = {"model": "m", "messages": [{"role": "user", "content": "async"}]}
 
@@ -252,5 +253,60 @@ def test_async_pool_at_its_cap_waits_then_gives_up(r: redis.Redis, redis_node: A
             got = await asyncio.gather(*(cache.get(REQ) for _ in range(20)))
             assert list(got) == ["v"] * 20
         await client.aclose()
+
+    run(body)
+
+
+class SwallowingLock(AsyncSetNxLock):
+    """A lock whose try_acquire swallows a cancellation once, as redis-py can when the
+    cancellation races one of its own timeouts."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.inside = asyncio.Event()
+        self.armed = False
+
+    async def try_acquire(self, name: str, ttl: float) -> Any:
+        if not self.armed:
+            return await super().try_acquire(name, ttl)
+        self.armed = False
+        self.inside.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return None
+
+
+def test_a_swallowed_cancellation_still_stops_the_follower(r: redis.Redis,
+                                                          redis_node: Any) -> None:
+    """A follower whose cancellation is swallowed inside the lock call still ends with
+    CancelledError at once (checkpoint), leaving no waiter or flight behind."""
+
+    async def body() -> None:
+        release = asyncio.Event()
+
+        async def slow() -> str:
+            await release.wait()
+            return "done"
+
+        cb = redis_node.async_client()
+        lock_b = SwallowingLock(cb)
+        async with AsyncCache(redis_node.async_client(), namespace="a9") as a, \
+                AsyncCache(cb, namespace="a9", lock=lock_b) as b:
+            leader = asyncio.create_task(a.get_or_set(REQ, slow))
+            await until(lambda: a.generation is not None)
+            lock = KeyLayout("a9").entry(request_hash(REQ), a.generation or 0).lock
+            await until(lambda: r.exists(lock))
+            lock_b.armed = True
+            follower = asyncio.create_task(b.get_or_set(REQ, slow))
+            await lock_b.inside.wait()
+            follower.cancel()
+            done, _ = await asyncio.wait([follower], timeout=5)
+            assert follower in done, "the follower went on after its cancellation"
+            assert follower.cancelled()
+            assert b._notifier.waiting() == 0
+            assert len(b._flights) == 0
+            release.set()
+            assert await leader == "done"
+        await cb.aclose()
 
     run(body)

@@ -24,6 +24,7 @@ from fleetcache.core import envelope
 from fleetcache.core.async_notifier import AsyncNotifier
 from fleetcache.core.breaker import Breaker
 from fleetcache.core.call import AsyncComputeCall
+from fleetcache.core.checkpoint import checkpoint_async
 from fleetcache.core.clock import SYSTEM_CLOCK, Clock
 from fleetcache.core.generation import Generation
 from fleetcache.core.keys import EntryKeys, KeyLayout, request_hash, validate_namespace
@@ -319,6 +320,7 @@ class AsyncCache:
         lease = await self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
         if lease is not None:
             return await self._lead(digest, keys, lease, call)
+        await checkpoint_async()
         start = self._clock.monotonic()
         deadline = start + self.policy.wait_timeout
         poll = self.policy.effective_poll_interval
@@ -327,6 +329,7 @@ class AsyncCache:
         pause = random.uniform(0.002, 0.02)
         with self._notifier.waiter(keys.value) as waiter:
             env = await self._peek(keys)
+            await checkpoint_async()
             while env is None:
                 remaining = deadline - self._clock.monotonic()
                 if remaining <= 0:
@@ -334,13 +337,16 @@ class AsyncCache:
                     raise WaitTimeout(keys.value, self._clock.monotonic() - start)
                 # Woken by the leader's notification, or by the jittered fallback poll.
                 await waiter.wait(min(remaining, pause))
+                await checkpoint_async()
                 pause = random.uniform(poll / 2, poll)
                 inline = waiter.take()
                 env = None if inline is None else self._decode(keys.value, inline)
                 if env is None:
                     env = await self._peek(keys)
+                    await checkpoint_async()
                 if env is None:  # no value yet: the leader may be gone (expired, abandoned)
                     lease = await self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
+                    await checkpoint_async()
                     if lease is not None:
                         self.stats.incr("takeovers")
                         return await self._lead(digest, keys, lease, call)
@@ -367,6 +373,7 @@ class AsyncCache:
         try:
             with map_redis_errors("claim"):
                 raw = await self._claim(keys=[keys.value, keys.error])
+            await checkpoint_async()
             env = self._decode(keys.value, raw)
             if env is not None:
                 settled = True

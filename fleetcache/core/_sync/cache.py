@@ -26,6 +26,7 @@ from fleetcache.core import envelope
 from fleetcache.core.notifier import Notifier
 from fleetcache.core.breaker import Breaker
 from fleetcache.core.call import ComputeCall
+from fleetcache.core.checkpoint import checkpoint
 from fleetcache.core.clock import SYSTEM_CLOCK, Clock
 from fleetcache.core.generation import Generation
 from fleetcache.core.keys import EntryKeys, KeyLayout, request_hash, validate_namespace
@@ -321,6 +322,7 @@ class Cache:
         lease = self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
         if lease is not None:
             return self._lead(digest, keys, lease, call)
+        checkpoint()
         start = self._clock.monotonic()
         deadline = start + self.policy.wait_timeout
         poll = self.policy.effective_poll_interval
@@ -329,6 +331,7 @@ class Cache:
         pause = random.uniform(0.002, 0.02)
         with self._notifier.waiter(keys.value) as waiter:
             env = self._peek(keys)
+            checkpoint()
             while env is None:
                 remaining = deadline - self._clock.monotonic()
                 if remaining <= 0:
@@ -336,13 +339,16 @@ class Cache:
                     raise WaitTimeout(keys.value, self._clock.monotonic() - start)
                 # Woken by the leader's notification, or by the jittered fallback poll.
                 waiter.wait(min(remaining, pause))
+                checkpoint()
                 pause = random.uniform(poll / 2, poll)
                 inline = waiter.take()
                 env = None if inline is None else self._decode(keys.value, inline)
                 if env is None:
                     env = self._peek(keys)
+                    checkpoint()
                 if env is None:  # no value yet: the leader may be gone (expired, abandoned)
                     lease = self.lock.try_acquire(keys.lock, self.policy.lock_ttl)
+                    checkpoint()
                     if lease is not None:
                         self.stats.incr("takeovers")
                         return self._lead(digest, keys, lease, call)
@@ -369,6 +375,7 @@ class Cache:
         try:
             with map_redis_errors("claim"):
                 raw = self._claim(keys=[keys.value, keys.error])
+            checkpoint()
             env = self._decode(keys.value, raw)
             if env is not None:
                 settled = True
