@@ -34,14 +34,6 @@ class Envelope(NamedTuple):
     value: Any
 
 
-def encode_value(value: Any) -> bytes:
-    """Encode a value alone to JSON bytes; raise TypeError when it is not JSON data."""
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError as exc:
-        raise TypeError(f"value is not JSON-serialisable: {exc}") from None
-
-
 def encode(env: Envelope) -> bytes:
     """Serialise an envelope; raise TypeError when its value is not JSON data."""
     try:

@@ -201,7 +201,6 @@ class Notifier:
         self._healthy = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self.reconnects = 0
         _LIVE.add(self)
 
@@ -212,8 +211,6 @@ class Notifier:
 
     def start(self, timeout: float) -> bool:
         """Start the thread if needed; wait up to ``timeout`` for the subscription."""
-        if self._pid != os.getpid():  # forked: the parent's thread is not ours
-            self._reset_after_fork()
         if self._thread is None:
             with self._guard:
                 if self._thread is None:
@@ -230,7 +227,6 @@ class Notifier:
         self._healthy = threading.Event()
         self._stop = threading.Event()
         self._thread = None
-        self._pid = os.getpid()
 
     def stop(self) -> None:
         """Stop the thread and drop the subscription."""
