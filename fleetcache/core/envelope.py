@@ -1,20 +1,25 @@
 """The entry envelope: the value plus the metadata stored with it, and its codec.
 
-Stored form: the 4-byte magic ``FC1\\x00`` followed by the orjson encoding of
+Stored form: a 4-byte magic followed by the JSON encoding of
 ``[created, fresh_until, compute_seconds, fence, value]`` (a JSON array:
-the :class:`Envelope` named tuple as it is).  One ``orjson.loads`` decodes
-it, so a hit costs about what decoding the bare value would.
+the :class:`Envelope` named tuple as it is).  The magic is ``FC1\\x00`` for almost every
+entry: one ``orjson.loads`` decodes it, so a hit costs about what decoding the bare value
+would.  An entry whose value holds integers beyond 64 bits, which ``orjson.loads`` would
+read back as floats, gets ``FC1\\x01`` and is decoded by the standard library, exactly.
+
+The value must be JSON data under the same rule as requests
+(:mod:`fleetcache.core.jsondata`); anything else raises TypeError at encode time.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import orjson
-
+from fleetcache.core import jsondata
 from fleetcache.errors import CodecError
 
 MAGIC = b"FC1\x00"
+MAGIC_WIDE_INTS = b"FC1\x01"
 _FIELDS = 5
 _NUMBERS = (int, float)
 
@@ -36,20 +41,23 @@ class Envelope(NamedTuple):
 
 def encode(env: Envelope) -> bytes:
     """Serialise an envelope; raise TypeError when its value is not JSON data."""
-    try:
-        body = orjson.dumps(tuple(env))
-    except orjson.JSONEncodeError as exc:
-        raise TypeError(f"value is not JSON-serialisable: {exc}") from None
-    return MAGIC + body
+    # A list, not the named tuple: orjson refuses tuple subclasses, and a list compares
+    # equal to what orjson.loads returns, which keeps jsondata's NaN check on its fast path.
+    body, wide_ints = jsondata.encode(list(env), sort_keys=False, what="value")
+    return (MAGIC_WIDE_INTS if wide_ints else MAGIC) + body
 
 
 def decode(raw: bytes) -> Envelope:
     """Parse stored bytes; raise :class:`CodecError` when they are not a valid envelope."""
-    if not raw.startswith(MAGIC):
+    if raw.startswith(MAGIC):
+        wide_ints = False
+    elif raw.startswith(MAGIC_WIDE_INTS):
+        wide_ints = True
+    else:
         raise CodecError("stored entry does not start with the fleetcache magic")
     try:
-        parts = orjson.loads(memoryview(raw)[len(MAGIC) :])
-    except orjson.JSONDecodeError as exc:
+        parts = jsondata.loads(memoryview(raw)[len(MAGIC) :], wide_ints=wide_ints)
+    except ValueError as exc:
         raise CodecError(f"stored entry is not valid JSON: {exc}") from exc
     if type(parts) is not list or len(parts) != _FIELDS:
         raise CodecError("stored entry has the wrong shape")

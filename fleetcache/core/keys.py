@@ -1,7 +1,8 @@
 """Request hashing and the Redis key layout.
 
-A request is any JSON-serialisable object.  It is hashed whole: canonical JSON (object keys
-sorted at every depth, no whitespace, UTF-8, non-ASCII kept as is) then SHA-256.  Two
+A request is any JSON data (the rule, shared with cached values, is in
+:mod:`fleetcache.core.jsondata`).  It is hashed whole: canonical JSON (object keys sorted at
+every depth, no whitespace, UTF-8, non-ASCII kept as is) then SHA-256.  Two
 requests that are equal as JSON values get the same hash whatever their key order; ``1``
 and ``1.0`` are different JSON texts and so different requests, ``True`` and ``1`` too.
 
@@ -19,70 +20,27 @@ lock and the fence of one entry sit in one Redis Cluster slot::
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from fleetcache.core import jsondata
 
-_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _PREFIX = "fc"
-
-
-_CANONICAL = (
-    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
-)
 
 
 def canonical_json(obj: Any) -> bytes:
     """Return the canonical JSON bytes of ``obj``: sorted keys, compact, UTF-8.
 
-    Raises :class:`TypeError` for anything that is not JSON data: sets, bytes, arbitrary
-    objects, dataclasses, datetimes, non-string dict keys, NaN and infinities are refused
-    rather than silently coerced, so that two different requests never share a hash.
-    (orjson's own JSON renderings of ``uuid.UUID`` and ``enum.Enum`` members are accepted:
-    they hash as the JSON value they render to.)  Integers beyond 64 bits, which orjson
-    refuses, are encoded by the standard library.
+    Raises :class:`TypeError` for anything that is not JSON data as
+    :mod:`fleetcache.core.jsondata` defines it (sets, bytes, arbitrary objects, dataclasses,
+    datetimes, non-string dict keys, NaN and infinities are refused rather than silently
+    coerced, so that two different requests never share a hash).  orjson's JSON renderings
+    of ``uuid.UUID`` and ``enum.Enum`` members are accepted: they hash as the JSON value they
+    render to.  Integers beyond 64 bits are accepted.
     """
-    try:
-        out = orjson.dumps(obj, option=_CANONICAL)
-    except orjson.JSONEncodeError as exc:
-        if "64-bit" not in str(exc):
-            raise TypeError(f"request is not JSON-serialisable: {exc}") from None
-        # orjson refuses integers beyond 64 bits; the standard library takes them.  Whether
-        # a value goes this way depends on the value alone, so equal requests hash alike.
-        _reject_non_json(obj)
-        return json.dumps(
-            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode()
-    if b"null" in out:  # orjson writes NaN and infinities as null: look for them
-        _reject_non_json(obj)
-    return out
-
-
-def _reject_non_json(obj: Any) -> None:
-    """Walk ``obj`` and raise TypeError on anything that is not strict JSON data."""
-    stack = [obj]
-    while stack:
-        item = stack.pop()
-        if item is None or isinstance(item, (str, bool, int)):
-            continue
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise TypeError("request contains NaN or an infinity, which JSON cannot hold")
-            continue
-        if isinstance(item, dict):
-            for k, v in item.items():
-                if not isinstance(k, str):
-                    raise TypeError(f"request has a non-string object key: {k!r}")
-                stack.append(v)
-            continue
-        if isinstance(item, (list, tuple)):
-            stack.extend(item)
-            continue
-        raise TypeError(f"request is not JSON-serialisable: {type(item).__name__} {item!r:.80}")
+    return jsondata.dumps(obj, sort_keys=True, what="request")
 
 
 def request_hash(request: Any) -> str:
@@ -94,7 +52,7 @@ def validate_namespace(namespace: str) -> str:
     """Return ``namespace`` if it is a safe key component, else raise ValueError."""
     if not isinstance(namespace, str):
         raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
-    if not _NAMESPACE_RE.match(namespace):
+    if not _NAMESPACE_RE.fullmatch(namespace):
         raise ValueError(
             f"namespace {namespace!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
         )

@@ -5,10 +5,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+MAX_SECONDS = 10 * 365 * 86400
+"""Upper bound of every duration (ten years): longer ones overflow threading's TIMEOUT_MAX
+or Redis's PX range, so they are refused at construction instead of failing at use."""
+
 
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Tunables of a :class:`~fleetcache.Cache`. All durations are seconds (floats).
+
+    Every duration must be positive, finite and at most :data:`MAX_SECONDS` (ten years:
+    longer waits overflow ``threading.TIMEOUT_MAX`` and longer TTLs Redis's ``PX`` range);
+    anything else raises at construction.
 
     ttl
         How long an entry is fresh.  The Redis key expires at the same time.
@@ -68,6 +76,10 @@ class Policy:
                 raise TypeError(f"Policy.{f.name} must be a number of seconds, not {value!r}")
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"Policy.{f.name} must be a positive finite number, not {value!r}")
+            if value > MAX_SECONDS:
+                raise ValueError(
+                    f"Policy.{f.name} must be at most {MAX_SECONDS} s (ten years), not {value!r}"
+                )
         if self.ttl < 0.001:
             raise ValueError("Policy.ttl must be at least 1 ms (Redis expiry resolution)")
         if self.lock_ttl < 0.01:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from fleetcache.core.policy import MAX_SECONDS
 from fleetcache.locking.lease import Lease
 
 
@@ -16,12 +17,19 @@ def check_name(name: str) -> None:
 
 
 def check_seconds(what: str, value: float, *, allow_zero: bool = False) -> None:
-    """Raise at once for a duration that is not a positive (or zero) finite number."""
+    """Raise at once for a duration that is not a positive (or zero) finite number.
+
+    Durations above :data:`~fleetcache.core.policy.MAX_SECONDS` (ten years, the bound of
+    every Policy duration) are refused too: they overflow Redis's PX range or
+    ``threading.TIMEOUT_MAX``.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be a number of seconds, not {value!r}")
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         kind = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{what} must be a {kind} finite number of seconds, not {value!r}")
+    if value > MAX_SECONDS:
+        raise ValueError(f"{what} must be at most {MAX_SECONDS} seconds (ten years), not {value!r}")
 
 
 def check_lease(lease: Lease) -> None:

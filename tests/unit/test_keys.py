@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -111,7 +113,7 @@ def test_entry_keys_share_one_hash_tag() -> None:
         assert k[k.index("{") : k.index("}") + 1] == "{abc}"
 
 
-@pytest.mark.parametrize("ns", ["", "a b", "x{y}", "a:b", "é", "n" * 65])
+@pytest.mark.parametrize("ns", ["", "a b", "x{y}", "a:b", "é", "n" * 65, "llm\n", "\nllm"])
 def test_bad_namespaces_are_refused(ns: str) -> None:
     """Namespaces that would break the key layout raise ValueError."""
     with pytest.raises(ValueError, match="namespace"):
@@ -129,3 +131,78 @@ def test_integers_beyond_64_bits_are_accepted() -> None:
     big = 2**70
     assert canonical_json({"n": big}) == b'{"n":1180591620717411303424}'
     assert request_hash({"n": big}) != request_hash({"n": big + 1})
+
+
+def test_namespace_with_trailing_newline_is_refused() -> None:
+    """(hardening item 10) "llm\\n" is refused: the namespace pattern must match the whole str."""
+    with pytest.raises(ValueError, match="namespace"):
+        validate_namespace("llm\n")
+    assert validate_namespace("llm") == "llm"
+
+
+class Mode(enum.Enum):
+    """An Enum for requests."""
+
+    FAST = "fast"
+    NUM = 3
+    NAN = float("nan")
+
+
+UID = uuid.UUID("12345678-1234-5678-1234-567812345678")
+
+
+def test_uuid_is_accepted_next_to_a_null() -> None:
+    """(hardening item 9) A UUID is accepted whether or not the request also holds a None."""
+    assert canonical_json({"id": UID}) == b'{"id":"12345678-1234-5678-1234-567812345678"}'
+    assert canonical_json({"id": UID, "x": None}) == (
+        b'{"id":"12345678-1234-5678-1234-567812345678","x":null}'
+    )
+
+
+def test_enum_is_accepted_next_to_a_null() -> None:
+    """(hardening item 9) Enum members hash as their values, next to a None too."""
+    assert canonical_json([Mode.FAST, Mode.NUM, None]) == b'["fast",3,null]'
+    assert request_hash({"m": Mode.FAST, "x": None}) == request_hash({"m": "fast", "x": None})
+
+
+def test_uuid_is_accepted_next_to_a_nullable_string() -> None:
+    """(hardening item 9) A "nullable" in a tool schema does not make a UUID refused."""
+    req = {"id": UID, "tools": [{"parameters": {"nullable": True}}]}
+    assert request_hash(req) == request_hash({**req, "id": str(UID)})
+
+
+def test_uuid_and_enum_are_accepted_next_to_a_big_integer() -> None:
+    """(hardening item 9) The stdlib path for big ints renders UUID and Enum as orjson does."""
+    assert canonical_json({"n": 2**70, "id": UID, "m": Mode.FAST, "z": [Mode.NUM]}) == (
+        b'{"id":"12345678-1234-5678-1234-567812345678","m":"fast",'
+        b'"n":1180591620717411303424,"z":[3]}'
+    )
+
+
+def test_enum_member_with_nan_value_is_refused() -> None:
+    """An Enum member whose value is NaN is refused, alone or next to a big integer."""
+    for req in ({"m": Mode.NAN}, {"m": Mode.NAN, "n": 2**70}):
+        with pytest.raises(TypeError, match="NaN"):
+            request_hash(req)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [1, 1.5, True, None, UID, Mode.FAST],
+    ids=["int", "float", "bool", "none", "uuid", "enum"],
+)
+def test_non_str_keys_are_refused_on_the_big_int_path_too(key: Any) -> None:
+    """Keys that stdlib json would turn into strings are refused next to a big integer too."""
+    for req in ({key: 1}, {"n": 2**70, "d": {key: 1}}):
+        with pytest.raises(TypeError, match="key"):
+            request_hash(req)
+
+
+def test_error_names_the_request_and_the_problem() -> None:
+    """The TypeError says it is the request that is not JSON data, and what is wrong."""
+    with pytest.raises(TypeError, match=r"^request is not JSON-serialisable: .*set"):
+        request_hash({"a": {1, 2}})
+    with pytest.raises(TypeError, match=r"^request is not JSON-serialisable: .*key 7"):
+        request_hash({"a": {7: 1}})
+    with pytest.raises(TypeError, match=r"^request is not JSON-serialisable: .*NaN"):
+        request_hash({"a": [float("nan")]})
