@@ -1,6 +1,6 @@
 """Run one Lua script on several independent Redis nodes at once: Redlock's round trip.
 
-A hand-written pair (DESIGN §5): :func:`fan_out` for threads, :func:`fan_out_async` for
+A hand-written pair (ARCHITECTURE §7): :func:`fan_out` for threads, :func:`fan_out_async` for
 asyncio.  Both return, per node, the script's reply or the exception that node raised, and
 bound each node by its client's own socket timeout.
 
@@ -14,6 +14,26 @@ defaults to), so that connecting to a hung node costs nothing until its reply is
 in parallel with the others.  (With AUTH or a non-zero db a connect handshake remains; a
 hung node then costs its timeout once per reconnection, and the replies of the other nodes
 that arrived meanwhile are still read, not counted as timeouts.)
+
+Connection lifecycle.  Checking a connection out of a redis-py pool and back in costs more
+CPU than the round trip itself (locks, a queue, a ``can_read`` poll, metrics), so rounds do
+not do it.  Beside each node pool lies a list of its idle connections (:data:`_IDLE`, keyed
+weakly by the pool): a round pops one connection per node from its list and pushes it back
+when the round ends, whatever happened (C-level list operations, atomic under the GIL: no
+lock).  Only when the list is empty does a round take a new connection from the pool; it
+never goes back to the pool but stays in the list.  So a pool holds at most as many
+connections as rounds that ever ran on it at the same time, however many threads come and
+go (every renewed lease has its own watchdog thread), and a thread that ends leaves nothing
+behind.  A connection whose round failed is disconnected and reconnects lazily on its next
+command; after an unexpected error (an exception raised inside the round: a reply may
+still be on its way) every connection of the round is disconnected before it goes back.
+Rounds beyond the pool's size wait the pool's timeout for a connection and count that node
+as failed, as with any pool; the next attempt finds the connections idle again.  When a
+pool is garbage-collected, its list goes with it and its connections close.  After
+``fork`` the child inherits the lists, but a connection is only ever used by the process
+that made it (``Connection.pid``): the child drops its parent's connections as it meets
+them, and redis-py closes their file descriptors without shutting the sockets down, so
+the parent keeps using them.
 """
 
 from __future__ import annotations
@@ -22,7 +42,6 @@ import asyncio
 import hashlib
 import os
 import select
-import threading
 import time
 import weakref
 from collections.abc import Sequence
@@ -91,31 +110,31 @@ def _read(conn: Any, script: LuaScript, keys: Sequence[Any], args: Sequence[Any]
         return conn.read_response()
 
 
-class _ThreadConnections(threading.local):
-    """Each thread's own connection to each node pool, kept across rounds.
-
-    Taking a connection from a pool and giving it back costs more CPU than the round trip
-    itself (locks, a queue, redis-py's bookkeeping), so each thread keeps one per node.  A
-    connection that failed is disconnected and reconnects lazily on the next command; one
-    inherited across ``fork`` is never reused.
-    """
-
-    def __init__(self) -> None:
-        self.by_pool: weakref.WeakKeyDictionary[Any, tuple[int, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def get(self, pool: Any) -> Any:
-        """This thread's connection to ``pool``, made on first use."""
-        held = self.by_pool.get(pool)
-        if held is not None and held[0] == os.getpid():
-            return held[1]
-        conn = pool.get_connection()  # kept: never released to the pool
-        self.by_pool[pool] = (os.getpid(), conn)
-        return conn
+#: Per node pool, its connections that are not in a round right now (last in, first out).
+_IDLE: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 
 
-_CONNECTIONS = _ThreadConnections()
+def _pop_own(idle: list[Any], pid: int) -> Any:
+    """The last idle connection made by this process, or None; drops those of a parent."""
+    while True:
+        try:
+            conn = idle.pop()
+        except IndexError:
+            return None
+        if conn.pid == pid:
+            return conn
+        # Made before a fork: dropped, never reused nor shut down here (see module doc).
+
+
+def _checkout(pool: Any, pid: int) -> tuple[Any, list[Any]]:
+    """A connection to ``pool`` for one round, and the idle list it goes back to."""
+    idle = _IDLE.get(pool)
+    if idle is None:
+        idle = _IDLE.setdefault(pool, [])
+    conn = _pop_own(idle, pid)
+    if conn is None:
+        conn = pool.get_connection()  # out of the pool for good: it belongs to ``idle`` now
+    return conn, idle
 
 
 def fan_out(
@@ -125,18 +144,23 @@ def fan_out(
 
     The command is encoded once (the node clients are assumed to share an encoding) and
     written to every node's connection; then ``poll`` waits on all the sockets at once and
-    each reply is read as it arrives, each node bounded by its own deadline.
+    each reply is read as it arrives, each node bounded by its own deadline.  Every
+    connection taken goes back to its pool's idle list at the end of the round.
     """
+    pid = os.getpid()
     results: list[Any] = [None] * len(clients)
     pending: dict[int, tuple[int, Any, float]] = {}  # fd -> (node, conn, deadline)
+    taken: list[tuple[Any, list[Any]]] = []  # (conn, its idle list)
     poller = select.poll()
     packed: Any = None
+    clean = False
     try:
         for i, client in enumerate(clients):
             conn: Any = None
             try:
                 deadline = time.monotonic() + node_timeout(client)
-                conn = _CONNECTIONS.get(client.connection_pool)
+                conn, idle = _checkout(client.connection_pool, pid)
+                taken.append((conn, idle))
                 if packed is None:
                     packed = conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 conn.send_packed_command(packed)
@@ -165,9 +189,12 @@ def fan_out(
                 poller.unregister(fd)
                 results[i] = redis.exceptions.TimeoutError("node did not answer in time")
                 conn.disconnect()
+        clean = True  # every connection taken was read to its reply or disconnected
     finally:
-        for _, conn, _ in pending.values():  # only on an unexpected error
-            conn.disconnect()
+        for conn, idle in taken:
+            if not clean:  # an unexpected error: a reply may still be on its way
+                conn.disconnect()
+            idle.append(conn)
     return results
 
 
