@@ -1,7 +1,9 @@
 """In-process single-flight: concurrent callers of one key in one process share one call.
 
-A hand-written pair (DESIGN §5): :class:`SingleFlight` for threads,
-:class:`AsyncSingleFlight` for the tasks of one event loop.
+A hand-written pair (ARCHITECTURE §7): :class:`SingleFlight` for threads,
+:class:`AsyncSingleFlight` for the tasks of one event loop.  The cache keys its flights by
+generation and request hash, so a call made after ``invalidate()`` never joins a flight
+of the old generation (ARCHITECTURE §3.3).
 """
 
 from __future__ import annotations
@@ -75,7 +77,12 @@ class SingleFlight:
                     flight.waiters += 1
             if leader:
                 return self._lead(key, flight, fn), False
-            if not flight.done.wait(timeout):
+            try:
+                done = flight.done.wait(timeout)
+            finally:
+                with self._guard:
+                    flight.waiters -= 1
+            if not done:
                 raise WaitTimeout(key, timeout)
             if flight.abandoned:
                 continue

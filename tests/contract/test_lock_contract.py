@@ -1,8 +1,9 @@
-"""The contract every lock backend honours (DESIGN §4)."""
+"""The contract every lock backend honours (ARCHITECTURE §5)."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 import uuid
@@ -94,14 +95,56 @@ def test_hold_renews_while_the_block_runs(backend: Backend) -> None:
 
 
 def test_hold_reports_a_lost_lease(backend: Backend) -> None:
-    """If the lock is deleted under a hold() block, LockLost is raised on exit."""
+    """If the lock is taken under a hold() block, LockLost is raised on exit, also when the
+    block ends at once, before a renewal could notice (release() finds the lease gone)."""
     n = name()
     with pytest.raises(LockLost), backend.lock.hold(n, backend.ttl, wait=1):  # noqa: PT012
         backend.delete_matching(
             f"*{n}*", keep=lambda k: k.endswith(b":fence") or k.startswith(b"lock-signal"))
         other = backend.lock.try_acquire(n, 30)
         assert other is not None
-        time.sleep(backend.ttl / 2)
+    assert backend.lock.release(other)  # the thief's lease was left alone
+
+
+class LostLeaseSignal(logging.Handler):
+    """Sets :attr:`event` when the watchdog logs that the lease of ``lock_name`` was lost."""
+
+    def __init__(self, lock_name: str) -> None:
+        super().__init__(logging.WARNING)
+        self.lock_name = lock_name
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "lease %s lost while held" and record.args == (self.lock_name,):
+            self.event.set()
+
+
+def test_watchdog_detects_a_lost_lease_while_the_block_runs(backend: Backend) -> None:
+    """When the lock is stolen under a hold() block, the watchdog's next renewal finds it
+    lost (and says so) while the block still runs, and LockLost is raised on exit."""
+    n = name()
+    signal = LostLeaseSignal(n)
+    logger = logging.getLogger("fleetcache.watchdog")
+    old_level = logger.level
+    logger.addHandler(signal)
+    logger.setLevel(logging.WARNING)
+    other: Lease | None = None
+    try:
+        with pytest.raises(LockLost), backend.lock.hold(n, backend.ttl, wait=1):  # noqa: PT012
+            assert not signal.event.is_set()
+            backend.delete_matching(
+                f"*{n}*", keep=lambda k: k.endswith(b":fence") or k.startswith(b"lock-signal"))
+            other = backend.lock.try_acquire(n, 30)
+            assert other is not None
+            # A renewal comes every ttl/3: the watchdog must notice within a few of them.
+            assert signal.event.wait(backend.ttl * 3 + 5), "the watchdog never saw the loss"
+        # The thief's lease survived the hold's exit: the block's release did not touch it.
+        assert backend.lock.try_acquire(n, 10) is None
+    finally:
+        logger.removeHandler(signal)
+        logger.setLevel(old_level)
+        if other is not None:
+            backend.lock.release(other)
 
 
 def test_tokens_are_long_and_unique(backend: Backend) -> None:
