@@ -12,6 +12,7 @@ from fleetcache.core.stats import Stats
 from fleetcache.errors import (
     BackendError,
     CodecError,
+    CommandRefused,
     FleetcacheError,
     LeaderFailed,
     LockError,
@@ -29,6 +30,7 @@ __all__ = [
     "BackendError",
     "Cache",
     "CodecError",
+    "CommandRefused",
     "FleetcacheError",
     "LeaderFailed",
     "LockError",

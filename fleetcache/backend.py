@@ -17,16 +17,61 @@ from redis.connection import AbstractConnection
 from redis.exceptions import MaxConnectionsError
 from redis.retry import Retry
 
-from fleetcache.errors import BackendError
+from fleetcache.errors import BackendError, CommandRefused
 
-#: redis-py errors that mean "the backend is failing", as opposed to a bug of ours.
+#: Everything redis-py or a socket can raise: mapped to BackendError at the boundary.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+
+#: Error replies that mean the server cannot serve anything right now: an outage.
+OUTAGE_REPLIES = frozenset({"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"})
+
+#: redis-py strips the code from the replies it maps to its own classes: put it back.
+_REPLY_OF_CLASS: tuple[tuple[type[BaseException], str], ...] = (
+    (redis.exceptions.OutOfMemoryError, "OOM"),
+    (redis.exceptions.NoPermissionError, "NOPERM"),
+    (redis.exceptions.ReadOnlyError, "READONLY"),
+    (redis.exceptions.NoScriptError, "NOSCRIPT"),
+    (redis.exceptions.ExecAbortError, "EXECABORT"),
+    (redis.exceptions.MasterDownError, "MASTERDOWN"),
+    (redis.exceptions.ClusterDownError, "CLUSTERDOWN"),
+    (redis.exceptions.TryAgainError, "TRYAGAIN"),
+    (redis.exceptions.MovedError, "MOVED"),
+    (redis.exceptions.AskError, "ASK"),
+)
+
+
+def reply_code(exc: BaseException) -> str:
+    """The error reply's code (``"OOM"``, ``"NOPERM"``, ``"WRONGTYPE"``, ``"ERR"``, ...)."""
+    for cls, code in _REPLY_OF_CLASS:
+        if isinstance(exc, cls):
+            return code
+    first = str(exc).split(" ", 1)[0]
+    return first if first.isalpha() and first.isupper() else "ERR"
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` means Redis cannot serve (ARCHITECTURE §8), False when a reachable
+    Redis refused this one command (OOM, NOPERM, READONLY, WRONGTYPE, a script error...)."""
+    if isinstance(exc, redis.exceptions.ResponseError):
+        return reply_code(exc) in OUTAGE_REPLIES
+    return isinstance(
+        exc,
+        (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.InvalidResponse,
+            OSError,
+        ),
+    )
 
 
 class map_redis_errors:
-    """Re-raise any redis-py / socket error inside the block as :class:`BackendError`.
+    """Re-raise a redis-py / socket error inside the block as a fleetcache error.
 
-    A class rather than a generator-based context manager: it sits on every hot path.
+    An outage becomes :class:`BackendError`; an error reply that is no outage becomes
+    :class:`CommandRefused` (a BackendError too, so callers that only care about "Redis
+    failed" catch both).  A class rather than a generator-based context manager: it sits
+    on every hot path.
     """
 
     __slots__ = ("what",)
@@ -41,8 +86,16 @@ class map_redis_errors:
         self, exc_type: object, exc: BaseException | None, tb: object
     ) -> Literal[False]:
         if exc is not None and isinstance(exc, REDIS_ERRORS):
-            raise BackendError(f"{self.what}: {type(exc).__name__}: {exc}") from exc
+            raise as_backend_error(exc, self.what) from exc
         return False
+
+
+def as_backend_error(exc: BaseException, what: str) -> BackendError:
+    """The fleetcache error for a redis-py / socket error ``exc`` raised while doing ``what``."""
+    text = f"{what}: {type(exc).__name__}: {exc}"
+    if is_outage(exc):
+        return BackendError(text)
+    return CommandRefused(text, reply_code(exc))
 
 
 #: redis-py >= 8 configures CLIENT SETINFO with ``driver_info`` (``lib_name`` is deprecated).
@@ -118,14 +171,22 @@ class _WaitingAsyncPool(aioredis.ConnectionPool):
 
 
 def _clone(
-    client: Any, asyncio: bool, *, handshake: bool, retries: int, wait: float, **overrides: Any
+    client: Any,
+    asyncio: bool,
+    *,
+    handshake: bool,
+    retries: int,
+    wait: float,
+    max_connections: int | None = None,
+    **overrides: Any,
 ) -> Any:
     """A client of the same flavour on a new pool with ``client``'s settings.
 
-    The new pool has the same size but *waits*: a caller that finds every connection busy
-    waits up to ``wait`` seconds for one instead of failing at once (an exhausted pool is
-    load, not a dead Redis).  None when ``client``'s pool is not a plain
-    ConnectionPool (Sentinel, blocking, cluster): such clients are used as given.
+    The new pool has the same size (capped at ``max_connections`` when given) but *waits*:
+    a caller that finds every connection busy waits up to ``wait`` seconds for one instead
+    of failing at once (an exhausted pool is load, not a dead Redis).  None when
+    ``client``'s pool is not a plain ConnectionPool (Sentinel, blocking, cluster): such
+    clients are used as given.
     """
     classes: tuple[Any, Any, Any, Any] = (
         (aioredis.ConnectionPool, _WaitingAsyncPool, aioredis.Redis, AsyncRetry)
@@ -139,20 +200,23 @@ def _clone(
     kwargs = clone_kwargs(
         pool, handshake=handshake, retry=retry_cls(NoBackoff(), retries), **overrides
     )
+    size = pool.max_connections
+    if max_connections is not None:
+        size = min(size, max_connections)
     new_pool = pool_cls(
-        connection_class=pool.connection_class,
-        max_connections=pool.max_connections,
-        timeout=wait,
-        **kwargs,
+        connection_class=pool.connection_class, max_connections=size, timeout=wait, **kwargs
     )
     return client_cls(connection_pool=new_pool)
 
 
-def _bounded(client: Any, timeout: float | None, asyncio: bool) -> Any:
+def _bounded(
+    client: Any, timeout: float | None, asyncio: bool, max_connections: int | None
+) -> Any:
     clone = None
     if timeout is not None:
         clone = _clone(
             client, asyncio, handshake=True, retries=1, wait=timeout,
+            max_connections=max_connections,
             socket_timeout=timeout, socket_connect_timeout=timeout,
         )
     if clone is not None:
@@ -163,37 +227,103 @@ def _bounded(client: Any, timeout: float | None, asyncio: bool) -> Any:
     return client
 
 
-def bounded_client(client: redis.Redis, timeout: float | None) -> redis.Redis:
+def bounded_client(
+    client: redis.Redis, timeout: float | None, max_connections: int | None = None
+) -> redis.Redis:
     """Return a client on its own pool with ``client``'s settings and bounded timeouts.
 
     The copy uses ``timeout`` as connect and read timeout and retries a failed command once
     at once (a pooled connection that went stale when Redis restarted), never redis-py's
-    default backoff schedule; it never decodes responses.  With ``timeout=None``, or a
-    client whose pool is not a plain :class:`redis.ConnectionPool` (Sentinel, blocking
-    pools, clusters), ``client`` itself is returned unchanged.
+    default backoff schedule; it never decodes responses; its pool holds at most
+    ``max_connections`` (when given) and waits up to ``timeout`` for a free connection.
+    With ``timeout=None``, or a client whose pool is not a plain
+    :class:`redis.ConnectionPool` (Sentinel, blocking pools, clusters), ``client`` itself is
+    returned unchanged.
     """
-    result: redis.Redis = _bounded(client, timeout, asyncio=False)
+    result: redis.Redis = _bounded(client, timeout, False, max_connections)
     return result
 
 
-def bounded_async_client(client: aioredis.Redis, timeout: float | None) -> aioredis.Redis:
+def bounded_async_client(
+    client: aioredis.Redis, timeout: float | None, max_connections: int | None = None
+) -> aioredis.Redis:
     """The asyncio twin of :func:`bounded_client`, for :class:`redis.asyncio.Redis`."""
-    result: aioredis.Redis = _bounded(client, timeout, asyncio=True)
+    result: aioredis.Redis = _bounded(client, timeout, True, max_connections)
     return result
 
 
-def unretried_client(client: redis.Redis) -> redis.Redis:
-    """``client``'s settings on a new pool: no retries, no connect-time SETINFO handshake."""
-    wait = client.connection_pool.connection_kwargs.get("socket_timeout") or 1.0
-    clone: redis.Redis | None = _clone(client, False, handshake=False, retries=0, wait=wait)
-    return client if clone is None else clone
+def _socket_timeout(client: Any) -> float | None:
+    value = getattr(client, "connection_pool", None)
+    value = getattr(value, "connection_kwargs", {}).get("socket_timeout")
+    return float(value) if value else None
 
 
-def unretried_async_client(client: aioredis.Redis) -> aioredis.Redis:
+def _lock_client(client: Any, timeout: float, asyncio: bool) -> Any:
+    clone = _clone(
+        client, asyncio, handshake=True, retries=1, wait=timeout,
+        socket_timeout=timeout, socket_connect_timeout=timeout,
+    )
+    if clone is not None:
+        return clone
+    own = _socket_timeout(client)
+    if own is None or own > timeout:
+        raise ValueError(
+            "the lock's Redis client has no socket_timeout (or a longer one than the cache's "
+            f"redis_timeout={timeout}) and its pool cannot be copied: give that client "
+            f"socket_timeout<={timeout}, or pass Policy(redis_timeout=None) to use it as is"
+        )
+    return client
+
+
+def bounded_lock_client(client: redis.Redis, timeout: float) -> redis.Redis:
+    """A copy of a lock backend's client whose calls are bounded by ``timeout``.
+
+    Raises ValueError when the client cannot be copied (Sentinel, blocking, cluster pools)
+    and has no socket timeout of at most ``timeout`` of its own.
+    """
+    result: redis.Redis = _lock_client(client, timeout, False)
+    return result
+
+
+def bounded_lock_async_client(client: aioredis.Redis, timeout: float) -> aioredis.Redis:
+    """The asyncio twin of :func:`bounded_lock_client`."""
+    result: aioredis.Redis = _lock_client(client, timeout, True)
+    return result
+
+
+def _unretried(client: Any, asyncio: bool, timeout: float | None) -> Any:
+    kwargs = client.connection_pool.connection_kwargs
+    own = kwargs.get("socket_timeout") or 1.0
+    overrides: dict[str, Any] = {}
+    if timeout is not None:
+        connect = kwargs.get("socket_connect_timeout") or own
+        if own > timeout or connect > timeout:
+            overrides = {"socket_timeout": min(own, timeout),
+                         "socket_connect_timeout": min(connect, timeout)}
+    wait = overrides.get("socket_timeout", own)
+    clone = _clone(client, asyncio, handshake=False, retries=0, wait=wait, **overrides)
+    if clone is not None:
+        return clone
+    if overrides:
+        raise ValueError(
+            f"a Redlock node client has a socket_timeout above the cache's redis_timeout="
+            f"{timeout} and its pool cannot be copied: give it socket_timeout<={timeout}, "
+            "or pass Policy(redis_timeout=None) to use it as is"
+        )
+    return client
+
+
+def unretried_client(client: redis.Redis, timeout: float | None = None) -> redis.Redis:
+    """``client``'s settings on a new pool: no retries, no connect-time SETINFO handshake;
+    socket timeouts capped at ``timeout`` when given (ValueError if that is impossible)."""
+    result: redis.Redis = _unretried(client, False, timeout)
+    return result
+
+
+def unretried_async_client(client: aioredis.Redis, timeout: float | None = None) -> aioredis.Redis:
     """The asyncio twin of :func:`unretried_client`."""
-    wait = client.connection_pool.connection_kwargs.get("socket_timeout") or 1.0
-    clone: aioredis.Redis | None = _clone(client, True, handshake=False, retries=0, wait=wait)
-    return client if clone is None else clone
+    result: aioredis.Redis = _unretried(client, True, timeout)
+    return result
 
 
 def lua_source(package: str, name: str) -> str:

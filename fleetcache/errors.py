@@ -4,6 +4,7 @@
 
     FleetcacheError
     ├── BackendError          Redis unreachable or failing (chained with ``from``)
+    │   └── CommandRefused    a reachable Redis refused one command (OOM, NOPERM, READONLY)
     ├── CodecError            a stored entry that cannot be decoded (on read: a miss, logged)
     ├── WaitTimeout           waited past the policy's bound for another worker's result
     ├── LeaderFailed          another process's leader raised while we waited on it
@@ -15,7 +16,8 @@
 Exceptions raised by the user's ``compute`` pass through unchanged to the caller that ran
 it and to every thread of the same process coalesced on it.  Followers in *other*
 processes cannot receive the exception object itself (it lives in another interpreter);
-they get :class:`LeaderFailed`, which names the leader's exception type and message.
+they get :class:`LeaderFailed`, which names the leader's exception type (and its message
+only where ``Policy.share_error_message`` allows it).
 Bad arguments raise :class:`ValueError` or :class:`TypeError` at once, before anything is
 written.
 """
@@ -31,6 +33,18 @@ class FleetcacheError(Exception):
 
 class BackendError(FleetcacheError):
     """Redis is unreachable or failing; the redis-py error is chained as ``__cause__``."""
+
+
+class CommandRefused(BackendError):
+    """A reachable Redis refused one command: OOM, NOPERM, READONLY, WRONGTYPE, ...
+
+    Not an outage: it never opens the fail-open breaker.  ``reply`` is the error's first
+    word as Redis sent it (``"OOM"``, ``"NOPERM"``, ``"READONLY"``, ``"ERR"``, ...).
+    """
+
+    def __init__(self, message: str, reply: str) -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 class CodecError(FleetcacheError):
@@ -49,11 +63,14 @@ class WaitTimeout(FleetcacheError):
 class LeaderFailed(FleetcacheError):
     """The leader (in another process) raised while this caller waited for its result.
 
-    ``exc_type`` is the qualified name of the leader's exception, ``message`` its text.
+    ``exc_type`` is the qualified name of the leader's exception (``"openai.RateLimitError"``);
+    ``message`` its redacted text when the leader's policy shares it
+    (``Policy.share_error_message``), else ``""``.
     """
 
-    def __init__(self, key: str, exc_type: str, message: str) -> None:
-        super().__init__(f"the leader computing {key!r} raised {exc_type}: {message}")
+    def __init__(self, key: str, exc_type: str, message: str = "") -> None:
+        text = f"the leader computing {key!r} raised {exc_type}"
+        super().__init__(f"{text}: {message}" if message else text)
         self.key = key
         self.exc_type = exc_type
         self.message = message
@@ -111,6 +128,7 @@ class LockLost(LockError):
 __all__ = [
     "BackendError",
     "CodecError",
+    "CommandRefused",
     "FleetcacheError",
     "LeaderFailed",
     "LockError",

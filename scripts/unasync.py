@@ -1,4 +1,4 @@
-"""Generate the synchronous twins of fleetcache's asyncio source (DESIGN §5).
+"""Generate the synchronous twins of fleetcache's asyncio source (ARCHITECTURE §7).
 
 The I/O code is written once, for asyncio, under ``fleetcache/**/_async/``; this script
 rewrites each file into ``_sync/`` with the explicit rule list below (whole-word token
@@ -38,6 +38,8 @@ TOKEN_RULES: list[tuple[str, str]] = [
     (r"\bAbstractAsyncContextManager\b", "AbstractContextManager"),
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bAwaitable\[Any\]", "Any"),
+    (r"\bAwaitable\[None\]", "None"),
+    (r"\bfrom collections\.abc import Awaitable, ", "from collections.abc import "),
     (r"\baioredis\.", "redis."),
     (r"\bredis\.asyncio\.Redis\b", "redis.Redis"),
     (r"\basyncio\.sleep\b", "time.sleep"),

@@ -109,7 +109,7 @@ def pottery_op(clients: Sequence[redis.Redis], name: str) -> Op | None:
     return op
 
 
-#: Target ratios vs raw of DESIGN §8 (and the lead's brief for Redlock x5).
+#: Target ratios vs raw (the goals in the README's "Measured here").
 TARGETS: dict[str, float] = {"setnx": 1.1, "fenced": 1.2, "redlock3": 1.5, "redlock5": 1.7}
 
 

@@ -1,4 +1,9 @@
-"""The fail-open circuit breaker: after a Redis failure, stop trying Redis for a while."""
+"""The fail-open circuit breaker: after Redis fails, stop trying it for a while (ARCHITECTURE §8).
+
+Only an *outage* opens it: a connection that fails, a timeout, a server that is loading or
+busy.  A command that a healthy Redis refuses (OOM, NOPERM, READONLY, a wrong type) is
+not an outage and never opens it (see :func:`fleetcache.backend.is_outage`).
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,27 @@ class Breaker:
     """Opens on a failure for a random delay in ``[d/2, d]``, ``d`` doubling per failure.
 
     ``d`` starts at ``base`` and is capped at ``cap``; one success closes the breaker and
-    resets ``d``.  While open, :meth:`allow` is False and callers skip Redis; the first
-    caller after the delay probes Redis again.
+    resets ``d``.  While open, :meth:`allow` is False and callers skip Redis.  When the
+    delay has passed the breaker is *half-open*: exactly one caller is allowed through to
+    probe Redis; the others keep skipping it until that probe reports a success (closed)
+    or a failure (open again, longer), or until ``probe_timeout`` passes without a report
+    (the prober died: the next caller probes).
     """
 
     def __init__(
-        self, base: float, cap: float, clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None
+        self,
+        base: float,
+        cap: float,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+        *,
+        probe_timeout: float = 3.0,
     ) -> None:
         self._base = base
         self._cap = cap
         self._clock = clock
         self._rng = rng or random.Random()
+        self._probe_timeout = probe_timeout
         self._guard = threading.Lock()
         self._failures = 0
         self._open_until = 0.0
@@ -32,9 +47,25 @@ class Breaker:
         """Consecutive failures since the last success."""
         return self._failures
 
+    @property
+    def is_open(self) -> bool:
+        """True while callers skip Redis (open, or half-open with a probe under way)."""
+        return self._failures > 0 and self._clock.monotonic() < self._open_until
+
     def allow(self) -> bool:
-        """True when Redis may be tried (closed, or the open delay has passed)."""
-        return self._clock.monotonic() >= self._open_until
+        """True when this caller may use Redis: closed, or the one probe when half-open."""
+        if not self._failures:
+            return True
+        now = self._clock.monotonic()
+        if now < self._open_until:
+            return False
+        with self._guard:
+            if not self._failures:
+                return True
+            if now < self._open_until:  # another caller took the probe meanwhile
+                return False
+            self._open_until = now + self._probe_timeout
+            return True
 
     def failure(self) -> float:
         """Record a failure; return how long the breaker stays open."""
@@ -51,3 +82,7 @@ class Breaker:
             with self._guard:
                 self._failures = 0
                 self._open_until = 0.0
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's may have been held)."""
+        self._guard = threading.Lock()

@@ -1,6 +1,6 @@
 """One run of the user's ``compute``: remembers whether it ran, its value or its error.
 
-A hand-written pair (DESIGN §5): :class:`ComputeCall` for threads, :class:`AsyncComputeCall`
+A hand-written pair (ARCHITECTURE §7): :class:`ComputeCall` for threads, :class:`AsyncComputeCall`
 for asyncio.  The cache may reach the fail-open path after ``compute`` already ran (say
 Redis died during the write); it then returns the remembered value (or re-raises the
 remembered error) instead of calling upstream a second time.

@@ -1,34 +1,34 @@
-"""One pub/sub subscription per cache, multiplexed to every waiting thread.
+"""One pub/sub subscription per cache, multiplexed to every waiting thread (ARCHITECTURE §6).
 
-The namespace's event channel carries three kinds of message, ``kind|payload``:
+A background thread owns the subscription to the namespace's events channel (the wire
+format is :mod:`fleetcache.core.events`).  A follower registers a :class:`Waiter` for its
+entry key *before* it looks at Redis again, so a notification published after that look
+cannot be lost while the subscription is up; when it is down, followers fall back to
+their jittered poll.
 
-``r|<entry key>[|<entry>]``  the entry was written: wake its followers (small entries
-                   ride along, so followers skip a round trip)
-``e|<entry key>``  the entry's leader failed: wake its followers (they read the record)
-``g|<generation>`` the namespace moved to a new generation (``invalidate``)
-
-A background thread owns the subscription.  A follower registers a :class:`Waiter` for its
-entry key *before* it looks at Redis again, and the subscription is established before the
-first follower registers, so a notification published after that look cannot be lost.
-When the subscription drops, every waiter is woken (they re-check and fall back to
-polling), the thread reconnects with jittered back-off, re-reads the generation and marks
-itself healthy again.  A PING every few seconds detects a black-holed connection.
+The thread survives anything a socket, a server or a message can do to it: malformed
+messages are counted and ignored, and any exception in a session (a dropped or black-holed
+connection, an error reply, a stall, a failing ``on_connect``) ends that session only: every
+waiter is woken (they re-check and fall back to polling), and the thread reconnects after a
+jittered back-off — up to ``backoff_max``, or ``refused_backoff_max`` when Redis refused the
+subscription itself (an ACL without channel permission will not heal in two seconds).  A
+PING every few seconds detects a black-holed connection.  If the thread ever ends anyway,
+:meth:`Notifier.ensure_running` starts a new one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import threading
 import time
-import weakref
 from collections.abc import Callable
 
 import redis
 
-from fleetcache.backend import REDIS_ERRORS
+from fleetcache.backend import is_outage, reply_code
+from fleetcache.core import events
 
 log = logging.getLogger("fleetcache.notifier")
 
@@ -39,18 +39,11 @@ READ_TIMEOUT = 0.25
 class WaiterBase:
     """A registration for one entry key's notifications (use as a context manager)."""
 
-    __slots__ = ("_key", "_registry", "entry")
+    __slots__ = ("_key", "_registry")
 
     def __init__(self, registry: Registry, key: str) -> None:
         self._registry = registry
         self._key = key
-        #: The entry bytes a ready notification carried, if any (see :meth:`take`).
-        self.entry: bytes | None = None
-
-    def take(self) -> bytes | None:
-        """The entry bytes delivered with the last notification, once."""
-        entry, self.entry = self.entry, None
-        return entry
 
     def wake(self) -> None:  # pragma: no cover - overridden
         """Wake the waiter."""
@@ -74,8 +67,8 @@ class Registry:
     dictionary operations (never across I/O), so it is safe on an event loop too.
     """
 
-    def __init__(self, on_generation: Callable[[int], None]) -> None:
-        self._on_generation = on_generation
+    def __init__(self, on_bad_message: Callable[[], None] | None = None) -> None:
+        self._on_bad_message = on_bad_message
         self._guard = threading.Lock()
         self._waiters: dict[str, set[WaiterBase]] = {}
 
@@ -98,31 +91,32 @@ class Registry:
         with self._guard:
             return sum(len(ws) for ws in self._waiters.values())
 
-    def wake(self, key: str | None, entry: bytes | None = None) -> None:
-        """Wake the waiters of ``key`` (handing them ``entry``), or all when ``key`` is None."""
+    def wake(self, key: str | None) -> None:
+        """Wake the waiters of ``key``, or all of them when ``key`` is None."""
         with self._guard:
             if key is None:
                 targets = [w for ws in self._waiters.values() for w in ws]
             else:
                 targets = list(self._waiters.get(key, ()))
         for w in targets:
-            if entry is not None:
-                w.entry = entry
             w.wake()
 
-    def dispatch(self, data: bytes) -> None:
-        """Act on one message of the channel."""
-        kind, _, payload = data.partition(b"|")
-        if kind == b"r":
-            key, _, entry = payload.partition(b"|")
-            self.wake(key.decode(), entry or None)
-        elif kind == b"e":
-            self.wake(payload.decode())
-        elif kind == b"g":
-            try:
-                self._on_generation(int(payload))
-            except ValueError:
-                log.warning("ignoring malformed generation message %r", data)
+    def dispatch(self, data: object) -> int | None:
+        """Act on one message; return the generation it announces, if any.
+
+        A generation is only a hint: the notifier reads the generation key before the cache
+        adopts anything.  Malformed messages are counted and ignored; this never raises.
+        """
+        event = events.parse(data)
+        if event is None:
+            if self._on_bad_message is not None:
+                self._on_bad_message()
+            log.debug("ignoring a malformed events message %.80r", data)
+            return None
+        if event.kind == events.GENERATION:
+            return event.generation
+        self.wake(event.key)
+        return None
 
 
 class Waiter(WaiterBase):
@@ -151,7 +145,7 @@ class Waiter(WaiterBase):
 
 def backoff_delay(failures: int, base: float, cap: float) -> float:
     """Jittered exponential reconnect delay: uniform in [d/2, d], d = base·2^(n-1) ≤ cap."""
-    delay = min(cap, base * 2 ** (failures - 1))
+    delay = min(cap, base * 2 ** (min(failures, 32) - 1))
     return random.uniform(delay / 2, delay)
 
 
@@ -160,24 +154,50 @@ def ping_overdue(now: float, last_pong: float) -> bool:
     return now - last_pong > 2 * PING_EVERY + READ_TIMEOUT
 
 
-#: Every live thread notifier, so that a forked child resets them all (its parent's
-#: threads do not exist in the child).  Cheaper than checking os.getpid() on every hit.
-_LIVE: weakref.WeakSet[Notifier] = weakref.WeakSet()
+class SessionLog:
+    """Logs a failing subscription once per kind of failure, not once per retry."""
 
+    def __init__(self, channel: str) -> None:
+        self._channel = channel
+        self._last_kind: str | None = None
 
-def _after_fork_in_child() -> None:
-    for notifier in list(_LIVE):
-        notifier._reset_after_fork()
+    @staticmethod
+    def refused(exc: BaseException) -> bool:
+        """True when Redis refused (rather than failed to serve) the subscription."""
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        return isinstance(cause, redis.exceptions.ResponseError) and not is_outage(cause)
 
+    def failed(self, exc: BaseException) -> None:
+        """Report a failed session: a warning when the kind of failure is new."""
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        kind = f"{type(cause).__name__}:{reply_code(cause) if self.refused(exc) else ''}"
+        level = logging.WARNING if kind != self._last_kind else logging.DEBUG
+        self._last_kind = kind
+        if self.refused(exc) and reply_code(cause) == "NOPERM":
+            log.log(
+                level,
+                "Redis refused the subscription to %s (%s): followers in this process will "
+                "poll instead of being notified; allow the channel for this Redis user, "
+                "e.g. ACL SETUSER <user> &%s",
+                self._channel, cause, self._channel,
+            )
+        else:
+            log.log(level, "subscription to %s failed (%s: %s); reconnecting",
+                    self._channel, type(exc).__name__, exc)
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+    def recovered(self) -> None:
+        """Report a subscription that is up again after failures."""
+        if self._last_kind is not None:
+            log.info("subscribed to %s again", self._channel)
+            self._last_kind = None
 
 
 class Notifier:
-    """Owns the subscription to ``channel`` and dispatches its messages.
+    """Owns the subscription to ``channel`` and dispatches its messages (a thread).
 
     ``on_connect`` runs (in the notifier thread) after every (re)subscription, before the
-    notifier reports itself healthy; ``on_generation`` receives each generation announced.
+    notifier reports itself healthy; ``on_generation`` receives each generation a message
+    announces (a hint: it reads Redis before adopting anything).
     """
 
     def __init__(
@@ -187,8 +207,10 @@ class Notifier:
         on_connect: Callable[[], None],
         on_generation: Callable[[int], None],
         *,
+        on_bad_message: Callable[[], None] | None = None,
         backoff: float = 0.05,
         backoff_max: float = 2.0,
+        refused_backoff_max: float = 30.0,
     ) -> None:
         self._client = client
         self._channel = channel
@@ -196,37 +218,46 @@ class Notifier:
         self._on_generation = on_generation
         self._backoff = backoff
         self._backoff_max = backoff_max
+        self._refused_backoff_max = refused_backoff_max
         self._guard = threading.Lock()
-        self.registry = Registry(on_generation)
+        self.registry = Registry(on_bad_message)
         self._healthy = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._log = SessionLog(channel)
+        #: Consecutive failed sessions (0 while healthy, or before the first attempt ends).
+        self.failures = 0
         self.reconnects = 0
-        _LIVE.add(self)
 
     @property
     def healthy(self) -> bool:
         """True while subscribed: notifications are being delivered."""
         return self._healthy.is_set()
 
-    def start(self, timeout: float) -> bool:
-        """Start the thread if needed; wait up to ``timeout`` for the subscription."""
-        if self._thread is None:
-            with self._guard:
-                if self._thread is None:
-                    self._stop.clear()
-                    self._thread = threading.Thread(
-                        target=self._run, name=f"fleetcache-notifier:{self._channel}", daemon=True
-                    )
-                    self._thread.start()
-        return self._healthy.wait(timeout)
+    def ensure_running(self) -> None:
+        """Start the thread if it is not running (never started, stopped, or died)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
+        with self._guard:
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                return
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, name=f"fleetcache-notifier:{self._channel}", daemon=True
+            )
+            self._thread.start()
 
-    def _reset_after_fork(self) -> None:
-        self._guard = threading.Lock()
-        self.registry = Registry(self._on_generation)
-        self._healthy = threading.Event()
-        self._stop = threading.Event()
-        self._thread = None
+    def wait_healthy(self, timeout: float) -> bool:
+        """True once subscribed; waits up to ``timeout`` only while a first attempt is
+        under way, never while the subscription is failing (callers then poll)."""
+        if self._healthy.is_set():
+            return True
+        self.ensure_running()
+        if self.failures:
+            return False
+        return self._healthy.wait(timeout)
 
     def stop(self) -> None:
         """Stop the thread and drop the subscription."""
@@ -248,41 +279,49 @@ class Notifier:
         return self.registry.waiting()
 
     def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            pubsub = self._client.pubsub()
+        stop = self._stop
+        while not stop.is_set():
+            pubsub = None
             try:
-                self._session(pubsub)
-                failures = 0
-            except REDIS_ERRORS as exc:
-                failures += 1
-                log.debug("notifier connection failed (%s); reconnecting", exc)
+                pubsub = self._client.pubsub()
+                self._session(pubsub, stop)
+            except Exception as exc:  # the thread must outlive any failure of a session
+                self.failures += 1
+                self._log.failed(exc)
+                cap = self._refused_backoff_max if SessionLog.refused(exc) else self._backoff_max
+                delay = backoff_delay(self.failures, self._backoff, cap)
+            else:
+                delay = 0.0
             finally:
-                was_healthy = self._healthy.is_set()
-                self._healthy.clear()
-                if was_healthy:
+                if self._healthy.is_set():
                     self.reconnects += 1
+                self._healthy.clear()
                 self.registry.wake(None)
-                with contextlib.suppress(*REDIS_ERRORS):
-                    pubsub.close()
-            if failures and not self._stop.is_set():
-                self._stop.wait(backoff_delay(failures, self._backoff, self._backoff_max))
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        pubsub.close()
+            if delay:
+                stop.wait(delay)
 
-    def _session(self, pubsub: redis.client.PubSub) -> None:
+    def _session(self, pubsub: redis.client.PubSub, stop: threading.Event) -> None:
         pubsub.subscribe(self._channel)
         subscribed = False
         last_pong = time.monotonic()
         next_ping = last_pong + PING_EVERY
-        while not self._stop.is_set():
+        while not stop.is_set():
             msg = pubsub.get_message(timeout=READ_TIMEOUT)
             now = time.monotonic()
             if msg is not None:
-                mtype = msg["type"]
+                mtype = msg.get("type")
                 if mtype == "message":
-                    self.registry.dispatch(msg["data"])
+                    hint = self.registry.dispatch(msg.get("data"))
+                    if hint is not None:
+                        self._on_generation(hint)
                 elif mtype == "subscribe" and not subscribed:
                     subscribed = True
                     self._on_connect()
+                    self.failures = 0
+                    self._log.recovered()
                     self._healthy.set()
                     self.registry.wake(None)
                 elif mtype == "pong":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 MAX_SECONDS = 10 * 365 * 86400
@@ -50,7 +51,17 @@ class Policy:
         half and all of this (doubling up to ``retry_backoff_max`` while failures go on)
         and then probes it again; calls in between fail open at once.
     retry_backoff_max
-        Upper bound of that delay.
+        Upper bound of that delay.  While the cache's pub/sub subscription is down, it also
+        re-reads the namespace generation at most once per ``retry_backoff``.
+    max_connections
+        The most connections each pool the cache opens may hold (its own pool, and a copy
+        of a lock's pool); past it a caller waits up to ``redis_timeout`` for a free one.
+    share_error_message
+        What followers in other processes learn when a leader's ``compute`` raises:
+        ``False`` (default) only the exception's type; ``True`` its message too, after
+        :func:`fleetcache.core.failures.redact` masked URL query strings, credentials and
+        key-like strings; a callable ``(exception) -> str`` the text it returns.  The text is
+        stored in Redis for up to 10 s and raised in every follower as ``LeaderFailed``.
     """
 
     ttl: float = 3600.0
@@ -62,6 +73,8 @@ class Policy:
     fail_open: bool = True
     retry_backoff: float = 0.5
     retry_backoff_max: float = 5.0
+    max_connections: int = 50
+    share_error_message: bool | Callable[[BaseException], str] = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -69,6 +82,19 @@ class Policy:
             if f.name == "fail_open":
                 if not isinstance(value, bool):
                     raise TypeError(f"Policy.fail_open must be a bool, not {value!r}")
+                continue
+            if f.name == "max_connections":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"Policy.max_connections must be an int, not {value!r}")
+                if value < 2:
+                    raise ValueError("Policy.max_connections must be at least 2")
+                continue
+            if f.name == "share_error_message":
+                if not isinstance(value, bool) and not callable(value):
+                    raise TypeError(
+                        "Policy.share_error_message must be a bool or a callable "
+                        f"(exception) -> str, not {value!r}"
+                    )
                 continue
             if value is None and f.name in ("poll_interval", "redis_timeout", "max_hold"):
                 continue

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 
 @dataclass
 class Stats:
-    """What one :class:`~fleetcache.Cache` did since it was created.
+    """What one :class:`~fleetcache.Cache` did in this process since it was created.
 
     hits / misses        lookups that found a fresh entry / found none (or a corrupt one)
     upstream_calls       times this process ran ``compute``
@@ -17,11 +17,17 @@ class Stats:
     leader_failures      followers that got :class:`~fleetcache.errors.LeaderFailed`
     wait_timeouts        followers that gave up after ``wait_timeout``
     takeovers            followers that became leader after the previous lease expired
-    fail_open            calls answered without Redis because it was failing
-    backend_errors       Redis errors seen
+    fail_open            calls answered without Redis because it was unreachable
+    backend_errors       Redis outages seen (connection failures, timeouts, loading, busy)
+    refused              commands a reachable Redis refused (OOM, NOPERM, READONLY, ...):
+                         the call goes on without that command; the breaker stays closed
+    notify_refused       writes stored but whose notification PUBLISH was refused (ACL)
+    bad_messages         malformed messages on the events channel (ignored)
     codec_errors         stored entries that could not be decoded (treated as misses)
-    writes_refused       fenced writes refused because a newer leader had written
+    writes_refused       fenced writes refused because a newer leader had claimed the key
     leases_lost          leases found gone while ``compute`` ran
+
+    A forked child starts with every counter at zero (its own process's counts).
     """
 
     hits: int = 0
@@ -34,6 +40,9 @@ class Stats:
     takeovers: int = 0
     fail_open: int = 0
     backend_errors: int = 0
+    refused: int = 0
+    notify_refused: int = 0
+    bad_messages: int = 0
     codec_errors: int = 0
     writes_refused: int = 0
     leases_lost: int = 0
@@ -48,3 +57,10 @@ class Stats:
         """A consistent copy of every counter."""
         with self._guard:
             return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_guard"}
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock and every counter back to zero."""
+        self._guard = threading.Lock()
+        for f in fields(self):
+            if f.name != "_guard":
+                setattr(self, f.name, 0)

@@ -84,22 +84,23 @@ def node_timeout(client: redis.Redis | aioredis.Redis) -> float:
     return float(timeout)
 
 
-def redlock_client(client: redis.Redis) -> redis.Redis:
-    """A client on its own pool with ``client``'s settings, no retries, no handshake."""
+def redlock_client(client: redis.Redis, timeout: float | None = None) -> redis.Redis:
+    """A client on its own pool with ``client``'s settings, no retries, no handshake; its
+    socket timeouts capped at ``timeout`` when given."""
     if not isinstance(client, redis.Redis):
         raise TypeError(f"Redlock needs redis.Redis clients, not {type(client).__name__}")
     node_timeout(client)
-    return unretried_client(client)
+    return unretried_client(client, timeout)
 
 
-def redlock_async_client(client: aioredis.Redis) -> aioredis.Redis:
+def redlock_async_client(client: aioredis.Redis, timeout: float | None = None) -> aioredis.Redis:
     """The asyncio twin of :func:`redlock_client`."""
     if not isinstance(client, aioredis.Redis):
         raise TypeError(
             f"Redlock needs redis.asyncio.Redis clients, not {type(client).__name__}"
         )
     node_timeout(client)
-    return unretried_async_client(client)
+    return unretried_async_client(client, timeout)
 
 
 def _read(conn: Any, script: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:

@@ -16,14 +16,15 @@ blocking wait may not exceed the expiry unless auto-renewal runs in its own thre
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from typing import Any
+from typing import Any, Self
 
 import redis
 import redis_lock
 
-from fleetcache.backend import map_redis_errors
+from fleetcache.backend import bounded_lock_client, map_redis_errors
 from fleetcache.errors import LockLost, LockNotAcquired
 from fleetcache.locking._sync.base import LockBase
 from fleetcache.locking.checks import check_lease, check_name, check_seconds
@@ -42,6 +43,16 @@ class RedisLockAdapter(LockBase):
         if not isinstance(client, redis.Redis):
             raise TypeError(f"RedisLockAdapter needs a redis.Redis, not {type(client).__name__}")
         self.client = client
+
+    def on_client(self, client: redis.Redis) -> Self:
+        """A copy of this adapter that talks through ``client``."""
+        twin = copy.copy(self)
+        twin.client = client
+        return twin
+
+    def bounded(self, timeout: float) -> Self:
+        """A copy whose every call is bounded by ``timeout`` seconds."""
+        return self.on_client(bounded_lock_client(self.client, timeout))
 
     def _lock(self, name: str, ttl: float, token: str) -> Any:
         return redis_lock.Lock(self.client, name, expire=whole_seconds(ttl), id=token)

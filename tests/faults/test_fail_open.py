@@ -44,7 +44,8 @@ def test_stopped_redis_fails_open_coalesced_and_recovers(fresh_node: Any) -> Non
         threads = [threading.Thread(target=call) for _ in range(4)]
         for t in threads:
             t.start()
-        wait_until(lambda: len(calls) == 1 and cache._flights.waiting(request_hash(REQ)) == 3,
+        flight = cache._flight_key(request_hash(REQ))
+        wait_until(lambda: len(calls) == 1 and cache._flights.waiting(flight) == 3,
                    5, "one compute with three coalesced callers")
         release.set()
         for t in threads:

@@ -82,9 +82,13 @@ def test_paused_leader_never_overwrites_the_newer_value(r: redis.Redis, redis_no
     assert stale == 0
 
 
-def test_without_fencing_the_stale_write_lands(r: redis.Redis, redis_node: Any) -> None:
-    """Control: with SetNxLock (no fence) the resumed old leader does overwrite the newer
-    value, so the trial above can tell a fenced write from an unfenced one."""
+def test_claim_fence_refuses_the_stale_write_of_an_unfenced_lock(r: redis.Redis,
+                                                                   redis_node: Any) -> None:
+    """SetNxLock hands out no fence, yet the resumed old leader's write is refused too: the
+    new leader's claim took a fence from the data's Redis (hardening item 12; before, the
+    stale write landed).  writes_refused == 1 shows the old leader did try to write."""
     res = paused_leader_trial(redis_node, r, 99, "setnx")
-    assert res["stored"] == "old"
-    assert res["old"]["stats"]["writes_refused"] == 0
+    assert res["calls"] == 2
+    assert res["old"]["value"] == "old"
+    assert res["stored"] == "new"
+    assert res["old"]["stats"]["writes_refused"] == 1

@@ -197,7 +197,7 @@ def test_cancelled_followers_leave_nothing_behind(r: redis.Redis, redis_node: An
             await until(lambda: r.exists(lock))
             local = [asyncio.create_task(a.get_or_set(REQ, slow)) for _ in range(3)]
             remote = [asyncio.create_task(b.get_or_set(REQ, slow)) for _ in range(3)]
-            await until(lambda: a._flights.waiting(request_hash(REQ)) == 3
+            await until(lambda: a._flights.waiting(a._flight_key(request_hash(REQ))) == 3
                         and b._notifier.waiting() == 1)
             for t in [*local[:2], *remote]:
                 t.cancel()
@@ -209,7 +209,7 @@ def test_cancelled_followers_leave_nothing_behind(r: redis.Redis, redis_node: An
             release.set()
             assert await leader == "done"
             assert await local[2] == "done"
-            assert a._flights.waiting(request_hash(REQ)) == 0
+            assert a._flights.waiting(a._flight_key(request_hash(REQ))) == 0
         leftover = set(asyncio.all_tasks()) - baseline - {asyncio.current_task()}
         assert leftover == set(), leftover
 
@@ -241,7 +241,7 @@ def test_async_pool_at_its_cap_waits_then_gives_up(r: redis.Redis, redis_node: A
         policy = Policy(redis_timeout=0.3)
         async with AsyncCache(client, namespace="a8", policy=policy) as cache:
             await cache.set(REQ, "v")
-            pool = cache._redis.connection_pool
+            pool = cache._binding.store.redis.connection_pool
             held = await pool.get_connection()  # the only connection
             loop = asyncio.get_running_loop()
             t0 = loop.time()
@@ -292,6 +292,10 @@ def test_a_swallowed_cancellation_still_stops_the_follower(r: redis.Redis,
         lock_b = SwallowingLock(cb)
         async with AsyncCache(redis_node.async_client(), namespace="a9") as a, \
                 AsyncCache(cb, namespace="a9", lock=lock_b) as b:
+            assert b.lock is not lock_b  # the cache's bounded copy, of the same class
+            bound = b.lock
+            assert isinstance(bound, SwallowingLock)
+            lock_b = bound
             leader = asyncio.create_task(a.get_or_set(REQ, slow))
             await until(lambda: a.generation is not None)
             lock = KeyLayout("a9").entry(request_hash(REQ), a.generation or 0).lock

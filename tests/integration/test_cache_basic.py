@@ -69,7 +69,7 @@ def test_invalidate_is_fleet_wide(r: redis.Redis, redis_node: Any) -> None:
     with Cache(r, namespace="inv") as a, Cache(other_client, namespace="inv") as b:
         a.set(REQ, "old")
         assert b.get(REQ) == "old"
-        assert b.subscribed
+        wait_until(lambda: b.subscribed, 5, "b's subscription (a hit never waits for it)")
         new_gen = a.invalidate()
         wait_until(lambda: b.generation == new_gen, 5, "b to learn the new generation")
         assert b.get(REQ) is MISS

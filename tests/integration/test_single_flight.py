@@ -94,7 +94,8 @@ def test_leader_exception_reaches_followers_as_leader_failed(
             target=run, args=("b", b, lambda: record(upstream, "b"))))
         for t in threads[1:]:
             t.start()
-        wait_until(lambda: b._notifier.waiting() == 1 and len(a._flights) == 1, 5,
+        flight = a._flight_key(request_hash(REQ))
+        wait_until(lambda: b._notifier.waiting() == 1 and a._flights.waiting(flight) == 1, 5,
                    "b to follow and a2 to coalesce")
         release.set()
         for t in threads:
@@ -103,7 +104,7 @@ def test_leader_exception_reaches_followers_as_leader_failed(
         assert outcome["a2"] is outcome["a"]
         assert isinstance(outcome["b"], LeaderFailed)
         assert outcome["b"].exc_type == "builtins.ValueError"
-        assert outcome["b"].message == "rate limited"
+        assert outcome["b"].message == ""  # messages stay private unless the policy shares them
         assert upstream == ["a"]
         # the next caller starts a fresh leadership and succeeds
         assert b.get_or_set(REQ, lambda: "recovered") == "recovered"
@@ -155,44 +156,6 @@ def test_long_compute_keeps_its_lease(r: redis.Redis, redis_node: Any) -> None:
         ta.join(10)
     assert upstream == ["a"]
     assert results == {"a": "slow", "b": "slow"}
-    client_b.close()
-
-
-def mget_calls(r: redis.Redis) -> int:
-    """How many MGETs the server has executed so far."""
-    stats: dict[str, Any] = r.info("commandstats")
-    return int(stats.get("cmdstat_mget", {}).get("calls", 0))
-
-
-@pytest.mark.parametrize(("size", "mgets"), [(100, 0), (40_000, 1)], ids=["inline", "large"])
-def test_small_values_ride_along_with_the_notification(r: redis.Redis, redis_node: Any,
-                                                       size: int, mgets: int) -> None:
-    """A follower woken for a small value reads it from the notification (no MGET after the
-    wake); a value over INLINE_MAX is read from Redis after the wake (one MGET)."""
-    release = threading.Event()
-    results: dict[str, Any] = {}
-    client_b = redis_node.client()
-    policy = Policy(poll_interval=30.0, wait_timeout=60.0)
-    with Cache(r, namespace="inline", policy=policy) as a, \
-            Cache(client_b, namespace="inline", policy=policy) as b:
-        ta = threading.Thread(target=lambda: results.setdefault(
-            "a", a.get_or_set(REQ, lambda: release.wait(10) and "x" * size)))
-        ta.start()
-        wait_until(lambda: a.generation is not None and r.exists(lock_key(a, REQ)), 5,
-                   "the leader to take the lease")
-        before = mget_calls(r)
-        tb = threading.Thread(target=lambda: results.setdefault(
-            "b", b.get_or_set(REQ, lambda: "B")))
-        tb.start()
-        wait_until(lambda: b._notifier.waiting() == 1, 5, "b to wait as a follower")
-        # its first look, and its early re-try (a split-vote guard), then a 30 s poll
-        wait_until(lambda: mget_calls(r) - before == 2, 5, "the follower's two looks")
-        parked = mget_calls(r)
-        release.set()
-        tb.join(10)
-        ta.join(10)
-        assert results["b"] == "x" * size
-        assert mget_calls(r) - parked == mgets
     client_b.close()
 
 

@@ -10,10 +10,12 @@ tokens stay strictly increasing when the set of reachable nodes changes: see
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 from redis import asyncio as aioredis
 from tenacity import (
@@ -44,7 +46,8 @@ ACQUIRE = LuaScript.load(_PKG, "redlock_acquire")
 RELEASE = LuaScript.load(_PKG, "compare_and_delete")
 EXTEND = LuaScript.load(_PKG, "compare_and_extend")
 RAISE_FENCE = LuaScript.load(_PKG, "raise_fence")
-#: Fence counters and boot markers outlive the locks by at least this long (seconds).
+#: Default lifetime of a name's fence counter after its last grant (seconds); the nodes'
+#: boot markers live at least this long whatever ``counter_ttl`` says.
 COUNTER_TTL = 7 * 86400.0
 
 
@@ -69,16 +72,27 @@ class AsyncRedlock(AsyncLockBase):
         *,
         prefix: str = "",
         restart_delay: float = 0.0,
+        counter_ttl: float = COUNTER_TTL,
     ) -> None:
         if isinstance(clients, (str, bytes)) or not isinstance(clients, Sequence):
             raise TypeError("Redlock takes a list of clients, one per independent master")
         if not clients:
             raise ValueError("Redlock needs at least one client")
         check_seconds("restart_delay", restart_delay, allow_zero=True)
+        check_seconds("counter_ttl", counter_ttl)
+        self._sources = list(clients)
         self.clients = [redlock_async_client(c) for c in clients]
         self.quorum = quorum(len(self.clients))
         self.prefix = prefix
         self.restart_delay = restart_delay
+        self.counter_ttl = counter_ttl
+
+    def bounded(self, timeout: float) -> Self:
+        """A copy whose node clients time out after at most ``timeout`` seconds (the cache
+        uses it so that its fail-open bound holds for lock calls too)."""
+        twin = copy.copy(self)
+        twin.clients = [redlock_async_client(c, timeout) for c in self._sources]
+        return twin
 
     def _key(self, name: str) -> str:
         return self.prefix + name
@@ -92,10 +106,11 @@ class AsyncRedlock(AsyncLockBase):
         token = new_token()
         start = time.monotonic()
         keys = self._keys(name)
-        counter_ttl = ttl_ms(max(COUNTER_TTL, ttl))
+        counter_ttl = ttl_ms(max(self.counter_ttl, ttl))
         raw = await fan_out_async(
             self.clients, ACQUIRE, keys,
-            [token, ttl_ms(ttl), counter_ttl, math.ceil(self.restart_delay * 1000)],
+            [token, ttl_ms(ttl), counter_ttl, math.ceil(self.restart_delay * 1000),
+             ttl_ms(max(COUNTER_TTL, self.counter_ttl))],
         )
         replies = [parse_acquire(x) for x in raw]
         attempt = Attempt(

@@ -28,15 +28,28 @@ from fleetcache.locking.checks import check_name, check_seconds, ttl_ms
 from fleetcache.locking.lease import Lease, drift, new_token
 
 _PKG = "fleetcache.locking"
-#: The fence counter outlives the lock by at least this long (seconds).
+#: Default lifetime of a name's fence counter after its last grant (seconds).
 COUNTER_TTL = 7 * 86400.0
 
 
 class FencedLock(SetNxLock):
-    """Lock on one Redis server that hands out strictly increasing fencing tokens."""
+    """Lock on one Redis server that hands out strictly increasing fencing tokens.
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "") -> None:
+    ``counter_ttl`` is how long a name's fence counter lives after its last grant (at least
+    the lease's TTL).  Fences stay increasing after the counter expired (they start from the
+    server clock), so it only needs to outlive clock steps; the cache's own lock uses the
+    entries' TTL, so that no counter outlives the entry it guards by days.
+    """
+
+    def __init__(
+        self, client: redis.Redis, *, prefix: str = "", counter_ttl: float = COUNTER_TTL
+    ) -> None:
+        check_seconds("counter_ttl", counter_ttl)
+        self.counter_ttl = counter_ttl
         super().__init__(client, prefix=prefix)
+
+    def _use(self, client: redis.Redis) -> None:
+        super()._use(client)
         self._acquire = register(client, _PKG, "fenced_acquire")
 
     def fence_key(self, name: str) -> str:
@@ -52,7 +65,7 @@ class FencedLock(SetNxLock):
         with map_redis_errors(f"acquiring lock {name!r}"):
             fence = self._acquire(
                 keys=[self._key(name), self.fence_key(name)],
-                args=[token, ttl_ms(ttl), ttl_ms(max(COUNTER_TTL, ttl))],
+                args=[token, ttl_ms(ttl), ttl_ms(max(self.counter_ttl, ttl))],
             )
         if fence is None:
             return None

@@ -16,11 +16,13 @@ python-redis-lock can plug it in through :class:`~fleetcache.locking.RedisLockAd
 
 from __future__ import annotations
 
+import copy
 import time
+from typing import Self
 
 import redis
 
-from fleetcache.backend import map_redis_errors, register
+from fleetcache.backend import bounded_lock_client, map_redis_errors, register
 from fleetcache.errors import LockLost
 from fleetcache.locking._sync.base import LockBase
 from fleetcache.locking.checks import check_lease, check_name, check_seconds, ttl_ms
@@ -38,10 +40,25 @@ class SetNxLock(LockBase):
                 f"{type(self).__name__} needs a redis.Redis client, "
                 f"not {type(client).__name__}"
             )
-        self.client = client
         self.prefix = prefix
+        self._use(client)
+
+    def _use(self, client: redis.Redis) -> None:
+        """Talk to Redis through ``client`` (its scripts registered on it)."""
+        self.client = client
         self._release = register(client, _PKG, "compare_and_delete")
         self._extend = register(client, _PKG, "compare_and_extend")
+
+    def on_client(self, client: redis.Redis) -> Self:
+        """A copy of this lock (same class, keys and options) that talks through ``client``."""
+        twin = copy.copy(self)
+        twin._use(client)
+        return twin
+
+    def bounded(self, timeout: float) -> Self:
+        """A copy whose every call is bounded by ``timeout`` seconds (the cache uses it so
+        that its fail-open bound holds whatever client the lock was built on)."""
+        return self.on_client(bounded_lock_client(self.client, timeout))
 
     def _key(self, name: str) -> str:
         return self.prefix + name

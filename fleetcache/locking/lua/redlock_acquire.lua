@@ -4,8 +4,9 @@
 -- KEYS[3]  this node's boot marker: when this node's data began (first request after a start)
 -- ARGV[1]  the lease token
 -- ARGV[2]  the lease TTL in milliseconds
--- ARGV[3]  TTL in milliseconds of the counter and the boot marker (refreshed on use)
+-- ARGV[3]  TTL in milliseconds of the counter (refreshed on every grant)
 -- ARGV[4]  restart delay in milliseconds: a node whose data is newer abstains ('0': off)
+-- ARGV[5]  TTL in milliseconds of the boot marker (refreshed on use; at least 7 days)
 -- returns  {granted (1 or 0), counter as a decimal string, abstained (1 or 0)}
 --          the counter is the bumped value when granted, the current value otherwise.
 -- A missing counter (a new name, an expired counter, or a node that lost its data) starts
@@ -20,10 +21,10 @@ local now_us = sec * 1000000 + tonumber(t[2])
 local boot = redis.call('GET', KEYS[3])
 if boot then
     boot = tonumber(boot)
-    redis.call('PEXPIRE', KEYS[3], ARGV[3])
+    redis.call('PEXPIRE', KEYS[3], ARGV[5])
 else
     boot = now_us
-    redis.call('SET', KEYS[3], string.format('%.0f', boot), 'PX', ARGV[3])
+    redis.call('SET', KEYS[3], string.format('%.0f', boot), 'PX', ARGV[5])
 end
 local c = redis.call('GET', KEYS[2])
 if c then

@@ -1,0 +1,153 @@
+"""AsyncLeader: what the one caller fleet-wide that holds an entry's lease does.
+
+This asyncio module is the source; ``_sync/leader.py`` is generated from it.  Holding the
+lease, the leader claims the entry (double-check and fence, ARCHITECTURE §4), runs
+``compute``, writes the value fenced (or records the failure, fenced too), then releases
+the lease — waking the followers when it leaves without a value — all while a watchdog
+renews the lease (ARCHITECTURE §3).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from fleetcache.core import envelope, failures
+from fleetcache.core._async.binding import AsyncBinding
+from fleetcache.core._async.store import REFUSED, UNPUBLISHED
+from fleetcache.core.call import AsyncComputeCall
+from fleetcache.core.clock import Clock
+from fleetcache.core.keys import EntryKeys, KeyLayout
+from fleetcache.core.policy import Policy
+from fleetcache.core.runtime import checkpoint_async
+from fleetcache.core.stats import Stats
+from fleetcache.core.throttle import Throttle
+from fleetcache.errors import BackendError, CodecError, FleetcacheError
+from fleetcache.locking.async_watchdog import AsyncWatchdog
+from fleetcache.locking.lease import Lease
+
+log = logging.getLogger("fleetcache")
+
+#: How long a failed leader's error record lives (a new leader deletes it at once).
+ERROR_RECORD_TTL = 10.0
+
+
+def ms(seconds: float) -> int:
+    """Seconds as whole milliseconds, at least 1 (for PX arguments)."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+def decode_entry(stats: Stats, key: str, raw: Any) -> envelope.Envelope | None:
+    """The envelope in ``raw``; None when there is none or it is corrupt (a counted miss)."""
+    if raw is None:
+        return None
+    try:
+        return envelope.decode(raw)
+    except CodecError as exc:
+        stats.incr("codec_errors")
+        log.warning("corrupt entry %s treated as a miss: %s", key, exc)
+        return None
+
+
+class AsyncLeader:
+    """Runs leaderships for one cache, and its writes."""
+
+    def __init__(
+        self, policy: Policy, stats: Stats, clock: Clock, layout: KeyLayout, refusals: Throttle
+    ) -> None:
+        self._policy = policy
+        self._stats = stats
+        self._clock = clock
+        self._layout = layout
+        self._refusals = refusals
+        self._ttl_ms = ms(policy.ttl)
+        hold = policy.max_hold if policy.max_hold is not None else policy.wait_timeout
+        # A superseded leader may come back as late as the longest a compute is renewed.
+        self._fence_ttl_ms = ms(max(policy.ttl, policy.lock_ttl, hold))
+
+    async def run(
+        self, b: AsyncBinding, flight: str, keys: EntryKeys, lease: Lease, call: AsyncComputeCall
+    ) -> Any:
+        """Holding ``lease``: claim, compute, write fenced, release (ARCHITECTURE §3)."""
+        policy, stats = self._policy, self._stats
+        b.leaders.enter()
+        dog = AsyncWatchdog(b.lock, lease, policy.lock_ttl, policy.max_hold).start()
+        settled = False  # a value is stored, or the followers were told of a failure
+        try:
+            raw, fence = await b.store.claim(keys, lease.fence, self._fence_ttl_ms)
+            await checkpoint_async()
+            env = decode_entry(stats, keys.value, raw)
+            if env is not None:
+                settled = True
+                stats.incr("hits")
+                return env.value
+            stats.incr("upstream_calls")
+            try:
+                value = await call()
+                now = self._clock.time()
+                payload = envelope.encode(
+                    envelope.Envelope(now, now + policy.ttl, call.seconds, fence, value)
+                )
+            except Exception as exc:
+                settled = await self._record_failure(b, keys, exc, fence)
+                raise
+            if dog.lost.is_set() or self._clock.monotonic() > dog.lease.valid_until:
+                # Paused or partitioned past the lease: another leader may have claimed the
+                # entry since; the write below is then refused (its fence is lower).
+                stats.incr("leases_lost")
+            await self.store(b, keys, payload, fence)
+            settled = True
+            b.flights.settle(flight, value)  # this process's waiters need not wait more
+            return value
+        finally:
+            latest = await dog.stop()
+            try:
+                released = await b.lock.release(latest)
+                if released and not settled:
+                    # Abandoned (cancelled, interrupted, Redis failing mid-way): wake the
+                    # followers so that one takes over now rather than at its next poll.
+                    await b.store.wake(keys.value)
+            except FleetcacheError as exc:
+                log.warning("releasing %s failed (it will expire): %s", keys.lock, exc)
+            finally:
+                b.leaders.leave()
+
+    async def store(
+        self, b: AsyncBinding, keys: EntryKeys, payload: bytes, fence: int | None
+    ) -> bool:
+        """Write an entry (fenced unless ``fence`` is None); False when the fence lost."""
+        result = await b.store.write(keys, payload, self._ttl_ms, fence)
+        if result == REFUSED:
+            self._stats.incr("writes_refused")
+            log.info("write of %s refused: a newer leader (fence > %s) claimed it",
+                     keys.value, fence)
+            return False
+        if result == UNPUBLISHED:
+            self._publish_refused()
+        return True
+
+    async def _record_failure(
+        self, b: AsyncBinding, keys: EntryKeys, exc: Exception, fence: int
+    ) -> bool:
+        """Tell the followers the leader failed; True when they were told."""
+        record = failures.encode(exc, self._policy.share_error_message)
+        try:
+            result = await b.store.fail(keys, record, ms(ERROR_RECORD_TTL), fence)
+        except BackendError as err:
+            log.warning("could not record the failure of %s: %s", keys.value, err)
+            return False
+        if result == UNPUBLISHED:
+            self._publish_refused()
+        return result != REFUSED
+
+    def _publish_refused(self) -> None:
+        self._stats.incr("notify_refused")
+        if self._refusals.allow("PUBLISH"):
+            channel = self._layout.channel
+            log.warning(
+                "Redis refused PUBLISH on %s (an ACL without channel permission): entries are "
+                "stored, but followers in other processes poll instead of being woken; allow "
+                "the channel for this Redis user, e.g. ACL SETUSER <user> &%s",
+                channel, channel,
+            )

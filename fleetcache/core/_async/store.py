@@ -1,0 +1,137 @@
+"""AsyncStore: every Redis command and script the cache sends, one method each.
+
+This asyncio module is the source; ``fleetcache/core/_sync/store.py`` (:class:`Store`) is
+generated from it by ``scripts/unasync.py``.  The flow that decides *when* to send what is
+in ``cache.py``; the keys come from :class:`~fleetcache.core.keys.KeyLayout`, the messages
+from :mod:`fleetcache.core.events`, the scripts from ``core/lua/`` (ARCHITECTURE §3, §6).
+Every redis-py error leaves as :class:`~fleetcache.errors.BackendError` (an outage) or
+:class:`~fleetcache.errors.CommandRefused` (an error reply).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import asyncio as aioredis
+
+from fleetcache.backend import REDIS_ERRORS, as_backend_error, map_redis_errors, register_async
+from fleetcache.core import events
+from fleetcache.core.keys import EntryKeys, KeyLayout
+
+_PKG = "fleetcache.core"
+
+#: write.lua / fail.lua results.
+REFUSED, DONE, UNPUBLISHED = 0, 1, 2
+
+
+class AsyncStore:
+    """The Redis side of one cache: entries, fences, failure records, the generation."""
+
+    def __init__(self, client: aioredis.Redis, layout: KeyLayout, gen_ttl_ms: int) -> None:
+        self.redis = client
+        self._layout = layout
+        self._gen_ttl_ms = gen_ttl_ms
+        self._claim = register_async(client, _PKG, "claim")
+        self._write = register_async(client, _PKG, "write")
+        self._fail = register_async(client, _PKG, "fail")
+        self._ensure_gen = register_async(client, _PKG, "ensure_gen")
+        self._invalidate = register_async(client, _PKG, "invalidate")
+
+    async def get(self, key: str) -> bytes | None:
+        """The hit path: one GET."""
+        try:
+            raw: Any = await self.redis.get(key)
+        except REDIS_ERRORS as exc:
+            raise as_backend_error(exc, "GET") from exc
+        return raw  # type: ignore[no-any-return]
+
+    async def peek(self, keys: EntryKeys) -> tuple[bytes | None, bytes | None]:
+        """A follower's look: the entry and the failure record, in one MGET."""
+        with map_redis_errors("MGET"):
+            raw, err = await self.redis.mget(keys.value, keys.error)
+        return raw, err  # type: ignore[return-value]  # bytes: the cache never decodes
+
+    async def claim(
+        self, keys: EntryKeys, fence: int | None, fence_ttl_ms: int
+    ) -> tuple[bytes | None, int]:
+        """A new leader's double-check; returns the entry (or None) and the leader's fence."""
+        with map_redis_errors("claim"):
+            raw, claimed = await self._claim(
+                keys=[keys.value, keys.error, keys.fence],
+                args=["" if fence is None else str(fence), fence_ttl_ms],
+            )
+        return raw, int(claimed)
+
+    async def write(
+        self, keys: EntryKeys, payload: bytes, ttl_ms: int, fence: int | None
+    ) -> int:
+        """Store an entry and wake its followers: REFUSED, DONE or UNPUBLISHED."""
+        with map_redis_errors("write"):
+            result: Any = await self._write(
+                keys=[keys.value, keys.fence],
+                args=[
+                    payload,
+                    ttl_ms,
+                    self._layout.channel,
+                    events.ready(keys.value),
+                    "" if fence is None else str(fence),
+                ],
+            )
+        return int(result)
+
+    async def fail(self, keys: EntryKeys, record: bytes, ttl_ms: int, fence: int) -> int:
+        """Record a leader's failure and wake its followers: REFUSED, DONE or UNPUBLISHED."""
+        with map_redis_errors("recording a leader failure"):
+            result: Any = await self._fail(
+                keys=[keys.error, keys.fence],
+                args=[record, ttl_ms, self._layout.channel, events.failed(keys.value), str(fence)],
+            )
+        return int(result)
+
+    async def wake(self, key: str) -> None:
+        """Wake the followers of ``key`` (its leader gave up without a value)."""
+        with map_redis_errors("publish"):
+            await self.redis.publish(self._layout.channel, events.ready(key))
+
+    async def delete(self, keys: EntryKeys) -> bool:
+        """Delete an entry with its fence and failure record; True if there was one."""
+        with map_redis_errors("delete"):
+            return bool(await self.redis.delete(keys.value, keys.fence, keys.error))
+
+    async def read_generation(self) -> int | None:
+        """The generation key as it is (one GET; None when missing or not a number)."""
+        with map_redis_errors("reading the namespace generation"):
+            raw = await self.redis.get(self._layout.gen)
+        try:
+            return None if raw is None else int(raw)
+        except ValueError:
+            return None
+
+    async def ensure_generation(self, floor: int | None) -> int:
+        """The generation, created when missing, raised to ``floor`` when it went back; its
+        TTL refreshed."""
+        with map_redis_errors("reading the namespace generation"):
+            gen, _ = await self._ensure_gen(
+                keys=[self._layout.gen],
+                args=[
+                    self._gen_ttl_ms,
+                    self._layout.channel,
+                    events.GENERATION_PREFIX,
+                    "" if floor is None else str(floor),
+                ],
+            )
+        return int(gen)
+
+    async def invalidate(self, floor: int | None) -> int:
+        """Move the namespace to a new generation newer than ``floor``; return it."""
+        with map_redis_errors("invalidate"):
+            gen = await self._invalidate(
+                keys=[self._layout.gen],
+                args=[
+                    self._gen_ttl_ms,
+                    self._layout.channel,
+                    events.GENERATION_PREFIX,
+                    "" if floor is None else str(floor),
+                ],
+            )
+        return int(gen)
