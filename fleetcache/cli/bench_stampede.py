@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upstream", type=float, default=0.2, help="upstream seconds (0.2)")
     parser.add_argument("--lock-ttl", type=float, default=10.0, help="Policy.lock_ttl (10)")
     parser.add_argument(
-        "--lock", default="setnx", choices=sorted(LOCKS), help="lock backend (setnx)"
+        "--lock", default="fenced", choices=sorted(LOCKS),
+        help="lock backend (fenced: the cache's default)"
     )
     parser.add_argument(
         "--lock-urls",

@@ -29,6 +29,7 @@ import redis
 
 from fleetcache.backend import is_outage, reply_code
 from fleetcache.core import events
+from fleetcache.core.throttle import Throttle
 
 log = logging.getLogger("fleetcache.notifier")
 
@@ -155,11 +156,12 @@ def ping_overdue(now: float, last_pong: float) -> bool:
 
 
 class SessionLog:
-    """Logs a failing subscription once per kind of failure, not once per retry."""
+    """Logs a failing subscription once a minute per kind of failure, not once per retry."""
 
     def __init__(self, channel: str) -> None:
         self._channel = channel
-        self._last_kind: str | None = None
+        self._throttle = Throttle(60.0)
+        self._failing = False
 
     @staticmethod
     def refused(exc: BaseException) -> bool:
@@ -168,11 +170,11 @@ class SessionLog:
         return isinstance(cause, redis.exceptions.ResponseError) and not is_outage(cause)
 
     def failed(self, exc: BaseException) -> None:
-        """Report a failed session: a warning when the kind of failure is new."""
+        """Report a failed session: a warning when this kind was not reported lately."""
+        self._failing = True
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         kind = f"{type(cause).__name__}:{reply_code(cause) if self.refused(exc) else ''}"
-        level = logging.WARNING if kind != self._last_kind else logging.DEBUG
-        self._last_kind = kind
+        level = logging.WARNING if self._throttle.allow(kind) else logging.DEBUG
         if self.refused(exc) and reply_code(cause) == "NOPERM":
             log.log(
                 level,
@@ -187,9 +189,9 @@ class SessionLog:
 
     def recovered(self) -> None:
         """Report a subscription that is up again after failures."""
-        if self._last_kind is not None:
+        if self._failing:
             log.info("subscribed to %s again", self._channel)
-            self._last_kind = None
+            self._failing = False
 
 
 class Notifier:

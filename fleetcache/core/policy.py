@@ -55,7 +55,9 @@ class Policy:
         re-reads the namespace generation at most once per ``retry_backoff``.
     max_connections
         The most connections each pool the cache opens may hold (its own pool, and a copy
-        of a lock's pool); past it a caller waits up to ``redis_timeout`` for a free one.
+        of a lock's pool; the subscription is one of them); past it a caller waits, in
+        arrival order, up to ``redis_timeout`` for a free one.  Default: 100, redis-py's
+        own pool size.
     share_error_message
         What followers in other processes learn when a leader's ``compute`` raises:
         ``False`` (default) only the exception's type; ``True`` its message too, after
@@ -73,7 +75,7 @@ class Policy:
     fail_open: bool = True
     retry_backoff: float = 0.5
     retry_backoff_max: float = 5.0
-    max_connections: int = 50
+    max_connections: int = 100
     share_error_message: bool | Callable[[BaseException], str] = False
 
     def __post_init__(self) -> None:
