@@ -105,8 +105,9 @@ def test_a_lock_client_that_cannot_be_bounded_is_refused(r: redis.Redis,
 
 
 def test_default_lock_is_fenced_on_the_cache_pool(r: redis.Redis) -> None:
-    """(hardening item 14) Without a lock argument the cache uses FencedLock on its own
-    bounded pool, and the entry's fence key holds the leader's fence after a miss."""
+    """(hardening items 14 and 12) Without a lock argument the cache uses FencedLock on its
+    own bounded pool; the entry's fence key holds the leader's fence after a miss, and the
+    lock's fence counter lives as long as the entry, not 7 days."""
     with Cache(r, namespace="deflock") as cache:
         assert isinstance(cache.lock, FencedLock)
         assert cache.lock.client is cache._binding.store.redis
