@@ -4,6 +4,7 @@ Exactly one upstream call fleet-wide for concurrent identical misses, fenced wri
 in one round trip, pluggable locks.  See the README for the guarantees and their limits.
 """
 
+from fleetcache import cacheable
 from fleetcache.core._async.cache import AsyncCache
 from fleetcache.core._sync.cache import Cache
 from fleetcache.core.miss import MISS, Missing
@@ -42,4 +43,5 @@ __all__ = [
     "Stats",
     "WaitTimeout",
     "__version__",
+    "cacheable",
 ]
