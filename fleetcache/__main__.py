@@ -1,4 +1,4 @@
-"""``python -m fleetcache``: demo, bench (stampede, hit), stats, invalidate, doctor.
+"""``python -m fleetcache``: demo, bench, stats, invalidate, purge, doctor.
 
 Run ``python -m fleetcache --help`` for the commands; see :mod:`fleetcache.cli`.
 """

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "demo": "fleetcache.cli.demo",
     "stats": "fleetcache.cli.stats",
     "invalidate": "fleetcache.cli.admin",
+    "purge": "fleetcache.cli.admin",
     "doctor": "fleetcache.cli.admin",
 }
 
@@ -28,6 +29,7 @@ BENCHES: dict[str, str] = {
     "stampede": "fleetcache.cli.bench_stampede",
     "hit": "fleetcache.cli.bench_hit",
     "lock": "fleetcache.cli.bench_lock",
+    "fresh": "fleetcache.cli.bench_fresh",
 }
 
 Runner = Callable[[argparse.Namespace], int]

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import redis
 
+from fleetcache.cli.bench_hit import cache_policy
 from fleetcache.cli.common import (
     Progress,
     drop_keys,
@@ -90,7 +91,8 @@ async def _bench(args: argparse.Namespace, url: str, progress: Progress) -> dict
     }
     raw = async_client(url, **settings)
     admin = redis.Redis.from_url(url, socket_timeout=5.0)
-    cache = AsyncCache(async_client(url, **settings), namespace=fresh_namespace("bench-hit-async"))
+    cache = AsyncCache(async_client(url, **settings), namespace=fresh_namespace("bench-hit-async"),
+                       policy=cache_policy(args.freshness))
     raw_key = f"fcbench:{cache.namespace}:raw"
     try:
         await cache.set(request, value)
@@ -145,6 +147,7 @@ async def _bench(args: argparse.Namespace, url: str, progress: Progress) -> dict
             "concurrency": args.concurrency,
             "value_size": args.value_size,
             "value_json_bytes": len(orjson.dumps(value)),
+            "freshness": args.freshness,
         },
         "rounds": rounds,
         "median_ops_per_s": medians,

@@ -90,7 +90,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency", type=int, default=64, help="asyncio tasks with --async (64)"
     )
+    parser.add_argument(
+        "--freshness",
+        action="store_true",
+        help="every freshness feature on: stale_ttl 600, early_refresh 1.0, hot_threshold 10",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON object")
+
+
+def cache_policy(freshness: bool) -> Any:
+    """The cache's policy in ``bench hit``: the defaults, or every freshness feature on
+    (hot entries then run the hot-key script on each hit, sliding their freshness)."""
+    from fleetcache import Policy  # noqa: PLC0415
+
+    if not freshness:
+        return Policy()
+    return Policy(stale_ttl=600, early_refresh=1.0, hot_threshold=10)
 
 
 def _server_commands(r: redis.Redis) -> dict[str, int]:
@@ -135,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     with redis_target(args.redis, quiet=args.json) as url:
         raw_client: redis.Redis = redis.Redis.from_url(url, **settings)
         admin: redis.Redis = redis.Redis.from_url(url, socket_timeout=5.0)
-        cache = Cache(redis.Redis.from_url(url, **settings), namespace=fresh_namespace("bench-hit"))
+        cache = Cache(redis.Redis.from_url(url, **settings), namespace=fresh_namespace("bench-hit"),
+                      policy=cache_policy(args.freshness))
         raw_key = f"fcbench:{cache.namespace}:raw"
         try:
             cache.set(request, value)
@@ -187,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
             "ops": args.ops,
             "value_size": args.value_size,
             "value_json_bytes": len(orjson.dumps(value)),
+            "freshness": args.freshness,
         },
         "rounds": rounds,
         "median_op_s": medians,

@@ -14,7 +14,10 @@ lock and the fence of one entry sit in one Redis Cluster slot::
     fc:{ns}:{gen}:{<sha256>}         the entry envelope
     fc:{ns}:{gen}:{<sha256>}:lock    the single-flight lease
     fc:{ns}:{gen}:{<sha256>}:err     a failed leader's short-lived error record
-    fc:{ns}:{gen}:{<sha256>}:fence   the highest fence a write of this entry carried
+    fc:{ns}:{gen}:{<sha256>}:fence   the highest fence a leader of this entry claimed
+    fc:{ns}:{gen}:{<sha256>}:handoff a value cache_if refused, for the followers (10 s)
+    fc:{ns}:{gen}:{<sha256>}:hits    the hot-key read counter (expires with its window)
+    fc:{ns}:{gen}:{<sha256>}:slid    a hot entry's slid fresh-until (ms), lives with it
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ class EntryKeys:
     lock: str
     error: str
     fence: str
+    handoff: str
+    hits: str
+    slid: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,5 +104,11 @@ class KeyLayout:
         """Keys of the entry with request hash ``digest`` in generation ``gen``."""
         base = self.value_key(digest, gen)
         return EntryKeys(
-            value=base, lock=f"{base}:lock", error=f"{base}:err", fence=f"{base}:fence"
+            value=base,
+            lock=f"{base}:lock",
+            error=f"{base}:err",
+            fence=f"{base}:fence",
+            handoff=f"{base}:handoff",
+            hits=f"{base}:hits",
+            slid=f"{base}:slid",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 MAX_SECONDS = 10 * 365 * 86400
 """Upper bound of every duration (ten years): longer ones overflow threading's TIMEOUT_MAX
@@ -64,6 +65,41 @@ class Policy:
         :func:`fleetcache.core.failures.redact` masked URL query strings, credentials and
         key-like strings; a callable ``(exception) -> str`` the text it returns.  The text is
         stored in Redis for up to 10 s and raised in every follower as ``LeaderFailed``.
+
+    Freshness (ARCHITECTURE §3.5; the README's "Freshness" section has a timeline):
+
+    stale_ttl
+        After ``ttl``, the entry is served *stale* at once for up to this long while
+        exactly one worker fleet-wide refreshes it in the background.  ``0``: off.  The
+        Redis key lives ``ttl + stale_ttl``.
+    early_refresh
+        XFetch's β (Vattani et al., VLDB 2015): on a fresh hit, refresh in the background
+        when ``now − compute_seconds·β·ln(U) ≥ fresh_until`` (U uniform in (0, 1]), so
+        the chance rises as expiry nears, scaled by how long the value took to compute.
+        ``0``: off; ``1.0``: the paper's default.
+    hot_threshold
+        Reads within ``hot_window`` that make an entry *hot* (exact fixed-window count);
+        each later hit in that window slides its freshness to ``now + hot_ttl`` when that
+        is later (never shorter), and the Redis TTL follows.  ``None``: off.
+    hot_window
+        The counting window; the counter key expires with it.
+    hot_ttl
+        How far a hit slides a hot entry's freshness.
+    max_age
+        No entry older than this (since it was computed) is ever served: not hot, not
+        stale, not early.  ``None``: no bound.
+    cache_if
+        ``(request, value) -> bool`` (see :mod:`fleetcache.cacheable`); ``False``: the value
+        still goes to every caller waiting on it, in-process and fleet-wide, but is not
+        stored (only a 10 s hand-off record for the followers of that computation).
+    max_refreshes
+        The most background refreshes one cache runs at once; a refresh due beyond it is
+        skipped (the entry is served as it is; a later hit refreshes it).
+
+    A per-call policy (``get_or_set(..., policy=...)``, ``get(..., policy=...)``) governs
+    that call's freshness, lock, waits, cacheability and failure mode; the connections
+    (``redis_timeout``, ``max_connections``) and the breaker (``retry_backoff``,
+    ``retry_backoff_max``) are the cache's.
     """
 
     ttl: float = 3600.0
@@ -77,43 +113,39 @@ class Policy:
     retry_backoff_max: float = 5.0
     max_connections: int = 100
     share_error_message: bool | Callable[[BaseException], str] = False
+    stale_ttl: float = 0.0
+    early_refresh: float = 0.0
+    hot_threshold: int | None = None
+    hot_window: float = 3600.0
+    hot_ttl: float = 21600.0
+    max_age: float | None = None
+    cache_if: Callable[[Any, Any], bool] | None = None
+    max_refreshes: int = 8
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "fail_open":
+            name, value = f.name, getattr(self, f.name)
+            if name == "fail_open":
                 if not isinstance(value, bool):
                     raise TypeError(f"Policy.fail_open must be a bool, not {value!r}")
+            elif name in _COUNTS:
+                _check_count(name, value)
+            elif name in _CALLABLES:
+                _check_callable(name, value)
+            elif value is None and name in _OPTIONAL:
                 continue
-            if f.name == "max_connections":
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise TypeError(f"Policy.max_connections must be an int, not {value!r}")
-                if value < 2:
-                    raise ValueError("Policy.max_connections must be at least 2")
-                continue
-            if f.name == "share_error_message":
-                if not isinstance(value, bool) and not callable(value):
-                    raise TypeError(
-                        "Policy.share_error_message must be a bool or a callable "
-                        f"(exception) -> str, not {value!r}"
-                    )
-                continue
-            if value is None and f.name in ("poll_interval", "redis_timeout", "max_hold"):
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"Policy.{f.name} must be a number of seconds, not {value!r}")
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"Policy.{f.name} must be a positive finite number, not {value!r}")
-            if value > MAX_SECONDS:
-                raise ValueError(
-                    f"Policy.{f.name} must be at most {MAX_SECONDS} s (ten years), not {value!r}"
-                )
+            else:
+                _check_seconds(name, value, allow_zero=name in _MAY_BE_ZERO)
         if self.ttl < 0.001:
             raise ValueError("Policy.ttl must be at least 1 ms (Redis expiry resolution)")
         if self.lock_ttl < 0.01:
             raise ValueError("Policy.lock_ttl must be at least 10 ms")
         if self.retry_backoff_max < self.retry_backoff:
             raise ValueError("Policy.retry_backoff_max must be >= retry_backoff")
+        if self.early_refresh > 100:
+            raise ValueError("Policy.early_refresh (XFetch's beta) must be at most 100")
+        if self.ttl + self.stale_ttl > MAX_SECONDS:
+            raise ValueError(f"Policy.ttl + stale_ttl must be at most {MAX_SECONDS} s")
 
     @property
     def effective_poll_interval(self) -> float:
@@ -121,3 +153,44 @@ class Policy:
         if self.poll_interval is not None:
             return self.poll_interval
         return min(self.lock_ttl / 4.0, 0.5)
+
+
+#: Fields that may be None (off / no bound).
+_OPTIONAL = frozenset({"poll_interval", "redis_timeout", "max_hold", "max_age", "hot_threshold"})
+#: Durations that may be 0 (off).
+_MAY_BE_ZERO = frozenset({"stale_ttl", "early_refresh"})
+#: Positive integers (with their minimum).
+_COUNTS = {"max_connections": 2, "max_refreshes": 1, "hot_threshold": 1}
+_CALLABLES = frozenset({"share_error_message", "cache_if"})
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Policy.{name} must be a number of seconds, not {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"Policy.{name} must be a {kind} finite number, not {value!r}")
+    if value > MAX_SECONDS:
+        raise ValueError(
+            f"Policy.{name} must be at most {MAX_SECONDS} s (ten years), not {value!r}"
+        )
+
+
+def _check_count(name: str, value: object) -> None:
+    if value is None and name in _OPTIONAL:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Policy.{name} must be an int, not {value!r}")
+    if value < _COUNTS[name]:
+        raise ValueError(f"Policy.{name} must be at least {_COUNTS[name]}, not {value!r}")
+
+
+def _check_callable(name: str, value: object) -> None:
+    if name == "share_error_message" and isinstance(value, bool):
+        return
+    if name == "cache_if" and value is None:
+        return
+    if not callable(value):
+        shape = ("a bool or a callable (exception) -> str" if name == "share_error_message"
+                 else "None or a callable (request, value) -> bool")
+        raise TypeError(f"Policy.{name} must be {shape}, not {value!r}")

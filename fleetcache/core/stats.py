@@ -26,6 +26,13 @@ class Stats:
     codec_errors         stored entries that could not be decoded (treated as misses)
     writes_refused       fenced writes refused because a newer leader had claimed the key
     leases_lost          leases found gone while ``compute`` ran
+    stale_served         hits answered with a stale entry (within ``stale_ttl``)
+    refreshes            background refreshes this process ran (stale or early)
+    refresh_failures     background refreshes whose compute or write failed
+    early_refreshes      fresh hits that started an early (XFetch) refresh
+    hot_promotions       entries this process's hits made hot (once per window)
+    not_cached           values refused by ``cache_if`` (handed to the waiting callers only)
+    too_old              entries not served because they were older than ``max_age``
 
     A forked child starts with every counter at zero (its own process's counts).
     """
@@ -46,6 +53,13 @@ class Stats:
     codec_errors: int = 0
     writes_refused: int = 0
     leases_lost: int = 0
+    stale_served: int = 0
+    refreshes: int = 0
+    refresh_failures: int = 0
+    early_refreshes: int = 0
+    hot_promotions: int = 0
+    not_cached: int = 0
+    too_old: int = 0
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def incr(self, name: str, n: int = 1) -> None:

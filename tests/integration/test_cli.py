@@ -56,7 +56,7 @@ def test_parser_has_every_registered_command() -> None:
     for name in COMMANDS:
         args = parser.parse_args(
             [name, "--redis", "redis://127.0.0.1:1/0", "--namespace", "x"]
-            if name in ("stats", "invalidate")
+            if name in ("stats", "invalidate", "purge")
             else [name, "--redis", "redis://127.0.0.1:1/0"]
         )
         assert callable(args._run)
@@ -163,6 +163,7 @@ def test_bench_hit_one_round_trip(
         "ops": 50,
         "value_size": 500,
         "value_json_bytes": len(orjson.dumps(sized_completion(500))),
+        "freshness": False,
     }
     # Exactly one exchange per hit over rounds x ops hits: every op ran, none retried.
     for name in HIT_SERIES:

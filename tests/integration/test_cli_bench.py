@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import random
 import socket
 import statistics
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,6 +23,7 @@ import redis
 from fleetcache.__main__ import main
 from fleetcache.cli import BENCHES
 from fleetcache.cli.fake_llm import sized_completion
+from fleetcache.cli.fresh_worker import VARIANTS, Zipf
 from fleetcache.cli.lock_series import round_order
 from fleetcache.cli.lock_worker import fence_inversions
 from fleetcache.cli.locks import parse_counts
@@ -246,6 +249,7 @@ def test_bench_hit_async_is_one_get_per_hit(
         "concurrency": concurrency,
         "value_size": 500,
         "value_json_bytes": len(orjson.dumps(sized_completion(500))),
+        "freshness": False,
     }
     rounds = out["rounds"]
     # 3 rounds, the order rotating: each series goes first once; with 3 rounds a median
@@ -266,3 +270,96 @@ def test_bench_hit_async_is_one_get_per_hit(
     assert out["ratio_get_vs_raw"] == pytest.approx(medians[HIT_SERIES[0]] / raw, rel=1e-12)
     assert out["ratio_get_or_set_vs_raw"] == pytest.approx(medians[HIT_SERIES[1]] / raw, rel=1e-12)
     assert out["target_ratio"] == 0.85
+
+
+def test_zipf_sampler_matches_its_distribution() -> None:
+    """The Zipf sampler draws ranks 1..N with frequencies close to k^-s / H(N, s)."""
+    zipf = Zipf(50, 1.1)
+    assert math.fsum(zipf.probability(k) for k in range(1, 51)) == pytest.approx(1.0)
+    assert zipf.probability(1) / zipf.probability(2) == pytest.approx(2**1.1)
+    rng = random.Random(3)
+    draws = [zipf.sample(rng) for _ in range(40_000)]
+    assert min(draws) == 1
+    assert max(draws) <= 50
+    for k in (1, 2, 10):
+        assert draws.count(k) / len(draws) == pytest.approx(zipf.probability(k), abs=0.01)
+
+
+def test_bench_fresh_compares_plain_swr_xfetch_and_both(
+    redis_node: RedisNode, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """bench fresh reports every variant, consistently: plain misses, SWR stale, XFetch early."""
+    plot = tmp_path / "fresh.png"
+    with_plot = importlib.util.find_spec("matplotlib") is not None
+    options = "--processes 2 --threads 2 --prompts 50 --ttl 1 --upstream 0.05 --duration 4 "
+    options += "--warmup 1.5 --seed 7" + (f" --plot {plot}" if with_plot else "")
+    status, out = run_json(capsys, cli("bench fresh", redis_node.url, options))
+    assert status == 0
+    assert out["config"]["variants"] == list(VARIANTS)
+    assert out["config"]["seed"] == 7
+    assert out["config"]["stale_ttl_s"] == 1.0
+    vs = {v["variant"]: v for v in out["variants"]}
+    assert list(vs) == list(VARIANTS)
+    counters = [
+        "calls", "visible_misses", "cache_misses", "cache_hits", "upstream_calls",
+        "keys_seen", "active_key_periods", "stale_served", "early_refreshes", "refreshes",
+        "refresh_failures",
+    ]
+    for v in vs.values():
+        assert all(v[k] >= 0 for k in counters), v
+        assert v["calls"] > 0
+        assert v["errors"] == v["wrong_values"] == 0
+        assert v["visible_misses"] <= v["calls"]
+        assert v["visible_miss_rate"] == pytest.approx(v["visible_misses"] / v["calls"])
+        assert 1 <= v["keys_seen"] <= 50
+        assert v["keys_seen"] <= v["active_key_periods"] <= 4 * v["keys_seen"]
+        assert v["periods"] == 4.0
+        assert v["upstream_calls"] <= v["upstream_calls_with_warmup"]
+        assert v["upstream_per_key_period"] == pytest.approx(
+            v["upstream_calls"] / (v["keys_seen"] * 4)
+        )
+        assert v["upstream_per_active_key_period"] == pytest.approx(
+            v["upstream_calls"] / v["active_key_periods"]
+        )
+        assert v["hot_keys"] == 50
+        assert v["upstream_per_key_period_hot"] <= v["upstream_per_period_hot_max"]
+        assert v["latency_p50_s"] <= v["latency_p99_s"] <= v["latency_max_s"]
+        assert len(v["calls_per_s"]) == len(v["visible_misses_per_s"]) == 6  # 5.5 s
+        assert sum(v["calls_per_s"]) >= v["calls"]  # the timeline includes the warm-up
+        assert all(m <= c for m, c in zip(v["visible_misses_per_s"], v["calls_per_s"], strict=True))
+    plain = vs["plain"]
+    assert plain["cache_misses"] > 0  # ttl 1 s over 4 s: keys expire
+    assert plain["visible_misses"] > 0
+    assert plain["stale_served"] == plain["early_refreshes"] == plain["refreshes"] == 0
+    assert vs["swr"]["stale_served"] > 0
+    assert vs["both"]["stale_served"] > 0
+    assert vs["xfetch"]["early_refreshes"] > 0
+    assert vs["both"]["early_refreshes"] > 0
+    assert vs["swr"]["early_refreshes"] == vs["xfetch"]["stale_served"] == 0
+    ns = out["config"]["namespace"]
+    assert leftovers(redis_node.url, f"fc:{ns}-*", f"fcbench:{ns}:*") == []
+    if with_plot:
+        assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "options",
+    ["--variants plain,nope", "--variants swr,swr", "--ttl 0", "--threads 0", "--warmup -1"],
+)
+def test_bench_fresh_rejects_bad_options(capsys: pytest.CaptureFixture[str], options: str) -> None:
+    """Bad options exit with status 2 before any Redis is touched."""
+    assert main(cli("bench fresh", dead_url(), options)) == 2
+
+
+def test_bench_fresh_plot_without_matplotlib(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--plot without matplotlib says which extra to install and exits 2 before running."""
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == "matplotlib" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert main(cli("bench fresh", dead_url(), "--plot out.png")) == 2
+    assert "pip install 'fleetcache[plot]'" in capsys.readouterr().err

@@ -20,6 +20,8 @@ from redis import asyncio as aioredis
 from fleetcache.backend import bounded_async_client
 from fleetcache.core._async.store import AsyncStore
 from fleetcache.core.async_notifier import AsyncNotifier
+from fleetcache.core.background import AsyncBackground
+from fleetcache.core.hotkeys import HotKeys
 from fleetcache.core.keys import KeyLayout
 from fleetcache.core.leaders import AsyncLeaders
 from fleetcache.core.policy import Policy
@@ -49,6 +51,8 @@ class AsyncBinding:
         self.owned = owned
         self.flights = AsyncSingleFlight()
         self.leaders = AsyncLeaders()
+        self.background = AsyncBackground()
+        self.hot = HotKeys()
         self.notifier: AsyncNotifier
         #: Set in a forked child: inherited from the parent, never to be used again.
         self.forked = False

@@ -20,7 +20,7 @@ from fleetcache.core.keys import EntryKeys, KeyLayout
 
 _PKG = "fleetcache.core"
 
-#: write.lua / fail.lua results.
+#: write.lua / record.lua results.
 REFUSED, DONE, UNPUBLISHED = 0, 1, 2
 
 
@@ -33,7 +33,8 @@ class AsyncStore:
         self._gen_ttl_ms = gen_ttl_ms
         self._claim = register_async(client, _PKG, "claim")
         self._write = register_async(client, _PKG, "write")
-        self._fail = register_async(client, _PKG, "fail")
+        self._record = register_async(client, _PKG, "record")
+        self._hit = register_async(client, _PKG, "hit")
         self._ensure_gen = register_async(client, _PKG, "ensure_gen")
         self._invalidate = register_async(client, _PKG, "invalidate")
 
@@ -45,11 +46,39 @@ class AsyncStore:
             raise as_backend_error(exc, "GET") from exc
         return raw  # type: ignore[no-any-return]
 
-    async def peek(self, keys: EntryKeys) -> tuple[bytes | None, bytes | None]:
-        """A follower's look: the entry and the failure record, in one MGET."""
+    async def hit(
+        self,
+        keys: EntryKeys,
+        *,
+        threshold: int,
+        window_ms: int,
+        hot_ttl_ms: int,
+        stale_ms: int,
+        max_age_ms: int | None,
+        reads: int,
+    ) -> tuple[bytes | None, int, int, int]:
+        """The hit path with hot keys on: one script counts ``reads`` and returns the
+        entry, its slid fresh-until in ms (0: none), the reads counted in the window so far
+        and the window's remaining ms."""
+        with map_redis_errors("hit"):
+            reply: Any = await self._hit(
+                keys=[keys.value, keys.hits, keys.slid, keys.fence],
+                args=[threshold, window_ms, hot_ttl_ms, stale_ms,
+                      "" if max_age_ms is None else max_age_ms, reads],
+            )
+        if reply is None:
+            return None, 0, 0, 0
+        raw, slid, count, left = reply
+        return raw, int(slid), int(count), int(left)
+
+    async def peek(self, keys: EntryKeys) -> tuple[Any, Any, Any, Any]:
+        """A follower's look, in one MGET: the entry, the failure record, the hand-off
+        record and the fence the current leader claimed."""
         with map_redis_errors("MGET"):
-            raw, err = await self.redis.mget(keys.value, keys.error)
-        return raw, err  # type: ignore[return-value]  # bytes: the cache never decodes
+            raw, err, handoff, fence = await self.redis.mget(
+                keys.value, keys.error, keys.handoff, keys.fence
+            )
+        return raw, err, handoff, fence
 
     async def claim(
         self, keys: EntryKeys, fence: int | None, fence_ttl_ms: int
@@ -82,9 +111,18 @@ class AsyncStore:
     async def fail(self, keys: EntryKeys, record: bytes, ttl_ms: int, fence: int) -> int:
         """Record a leader's failure and wake its followers: REFUSED, DONE or UNPUBLISHED."""
         with map_redis_errors("recording a leader failure"):
-            result: Any = await self._fail(
+            result: Any = await self._record(
                 keys=[keys.error, keys.fence],
                 args=[record, ttl_ms, self._layout.channel, events.failed(keys.value), str(fence)],
+            )
+        return int(result)
+
+    async def handoff(self, keys: EntryKeys, payload: bytes, ttl_ms: int, fence: int) -> int:
+        """Hand a value cache_if refused to the followers: REFUSED, DONE or UNPUBLISHED."""
+        with map_redis_errors("handing a value over"):
+            result: Any = await self._record(
+                keys=[keys.handoff, keys.fence],
+                args=[payload, ttl_ms, self._layout.channel, events.ready(keys.value), str(fence)],
             )
         return int(result)
 

@@ -22,6 +22,8 @@ import redis
 from fleetcache.backend import bounded_client
 from fleetcache.core._sync.store import Store
 from fleetcache.core.notifier import Notifier
+from fleetcache.core.background import Background
+from fleetcache.core.hotkeys import HotKeys
 from fleetcache.core.keys import KeyLayout
 from fleetcache.core.leaders import Leaders
 from fleetcache.core.policy import Policy
@@ -51,6 +53,8 @@ class Binding:
         self.owned = owned
         self.flights = SingleFlight()
         self.leaders = Leaders()
+        self.background = Background()
+        self.hot = HotKeys()
         self.notifier: Notifier
         #: Set in a forked child: inherited from the parent, never to be used again.
         self.forked = False

@@ -19,24 +19,33 @@ from typing import Any
 
 import redis
 
-from fleetcache.core import envelope, failures, forksafe
+from fleetcache.core import envelope, forksafe, freshness
 from fleetcache.core._sync.binding import Binding, bind
+from fleetcache.core._sync.follower import Follower
 from fleetcache.core._sync.generations import Generations
 from fleetcache.core._sync.leader import Leader, decode_entry, ms
+from fleetcache.core._sync.purge import purge
+from fleetcache.core._sync.refresher import Refresher
 from fleetcache.core.breaker import Breaker
 from fleetcache.core.call import ComputeCall
 from fleetcache.core.clock import SYSTEM_CLOCK, Clock
 from fleetcache.core.keys import EntryKeys, KeyLayout, request_hash, validate_namespace
 from fleetcache.core.miss import MISS, Missing
 from fleetcache.core.policy import Policy
-from fleetcache.core.runtime import checkpoint, current_loop
+from fleetcache.core.runtime import current_loop
 from fleetcache.core.stats import Stats
 from fleetcache.core.throttle import Throttle
-from fleetcache.errors import BackendError, CommandRefused, LeaderFailed, WaitTimeout
+from fleetcache.errors import BackendError, CommandRefused
 from fleetcache.locking._sync.base import Lock
 
 log = logging.getLogger("fleetcache")
 
+#: A lookup's result: the entry and what to do with it, or None for a miss.
+Found = tuple[envelope.Envelope, freshness.Verdict]
+
+#: A process slides a hot entry's freshness (one script run) at most this often; its hits
+#: in between are plain GETs, counted at the next run.
+HOT_SLIDE_EVERY = 1.0
 #: Minimum TTL of the namespace generation key (refreshed whenever a process connects).
 GENERATION_TTL = 30 * 86400.0
 _LOCK_METHODS = ("try_acquire", "extend", "release")
@@ -85,52 +94,66 @@ class Cache:
         self._gen = Generations(clock, policy.retry_backoff)
         self._gen_ttl_ms = ms(max(GENERATION_TTL, 2 * policy.ttl))
         self._refusals = Throttle(60.0)
-        self._leader = Leader(policy, self.stats, clock, self._layout, self._refusals)
+        self._leader = Leader(self.stats, clock, self._layout, self._refusals)
+        self._follower = Follower(self.stats, clock, self._leader)
+        self._refresher = Refresher(
+            self.stats, self._breaker, self._leader, self._keys, self._flight_key
+        )
+        self._random = random.Random()
         self._bind_guard = threading.Lock()
         self._binding: Binding = self._bind(current_loop())
         forksafe.register(self)
 
     # ------------------------------------------------------------------ public API
 
-    def get(self, request: Any) -> Any:
+    def get(self, request: Any, *, policy: Policy | None = None) -> Any:
         """The cached value for ``request``, or :data:`~fleetcache.MISS`.
 
-        One round trip.  Fail-open: with Redis failing, a MISS (``policy.fail_open``) or
-        BackendError.
+        One round trip.  A stale entry (within ``stale_ttl``) is returned too; ``get``
+        has no ``compute`` to refresh it with.  Fail-open: with Redis failing, a MISS
+        (``policy.fail_open``) or BackendError.
         """
+        policy = self._policy_for(policy)
         digest = request_hash(request)
         b = self._bound()
         if not self._breaker.allow():
-            return self._skipped()
+            return self._skipped(policy)
         try:
-            env = self._lookup(b, digest)
+            found = self._lookup(b, digest, policy)
         except BackendError as exc:
-            self._degraded(exc)
+            self._degraded(exc, policy)
             return MISS
         self._breaker.success()
-        if env is None:
+        if found is None:
             self.stats.incr("misses")
             return MISS
+        env, verdict = found
         self.stats.incr("hits")
+        if verdict is freshness.Verdict.STALE:
+            self.stats.incr("stale_served")
         return env.value
 
-    def set(self, request: Any, value: Any) -> bool:
+    def set(self, request: Any, value: Any, *, policy: Policy | None = None) -> bool:
         """Store ``value`` for ``request`` (unfenced); True when written.
 
         Raises TypeError before writing anything when either is not JSON data.  Fail-open:
         with Redis failing, False (``policy.fail_open``) or BackendError.
         """
+        policy = self._policy_for(policy)
         digest = request_hash(request)
         now = self._clock.time()
-        payload = envelope.encode(envelope.Envelope(now, now + self.policy.ttl, 0.0, None, value))
+        payload = envelope.encode(envelope.Envelope(now, now + policy.ttl, 0.0, None, value))
         b = self._bound()
         if not self._breaker.allow():
-            self._skipped()
+            self._skipped(policy)
             return False
         try:
-            written = self._leader.store(b, self._keys(b, digest), payload, None)
+            keys = self._keys(b, digest)
+            written = self._leader.store(
+                b, keys, payload, None, freshness.key_ttl(now, now, policy)
+            )
         except BackendError as exc:
-            self._degraded(exc)
+            self._degraded(exc, policy)
             return False
         self._breaker.success()
         return written
@@ -140,12 +163,12 @@ class Cache:
         digest = request_hash(request)
         b = self._bound()
         if not self._breaker.allow():
-            self._skipped()
+            self._skipped(self.policy)
             return False
         try:
             deleted = b.store.delete(self._keys(b, digest))
         except BackendError as exc:
-            self._degraded(exc)
+            self._degraded(exc, self.policy)
             return False
         self._breaker.success()
         return deleted
@@ -162,34 +185,52 @@ class Cache:
         """
         return self._gen.invalidate(self._bound().store)
 
-    def get_or_set(self, request: Any, compute: Callable[[], Any]) -> Any:
+    def purge(self, *, batch: int = 500) -> int:
+        """Delete now the keys of this namespace's superseded generations; return how many.
+
+        ``SCAN`` + ``UNLINK`` in batches of ``batch`` (never ``KEYS``): the current
+        generation's keys are never touched.  Raises BackendError when Redis fails.
+        """
+        b = self._bound()
+        current = self._gen.read(b.store)
+        return purge(b.store.redis, self._layout, current, batch=batch)
+
+    def get_or_set(
+        self, request: Any, compute: Callable[[], Any], *, policy: Policy | None = None
+    ) -> Any:
         """The cached value for ``request``, computing it with ``compute()`` on a miss.
 
         Exactly one ``compute`` runs fleet-wide for concurrent misses of one request; see
-        the README for what followers get when it raises.
+        the README for what followers get when it raises.  A stale entry (or one XFetch
+        picks for an early refresh) is returned at once while one worker fleet-wide
+        refreshes it in the background.  ``policy`` overrides the cache's for this call.
         """
         if not callable(compute):
             raise TypeError(f"compute must be callable, not {type(compute).__name__}")
+        policy = self._policy_for(policy)
         digest = request_hash(request)
         b = self._bound()
         looked = False
-        if self._breaker.allow():  # the hit path: one GET, no single-flight bookkeeping
+        if self._breaker.allow():  # the hit path: one round trip, no single-flight
             try:
-                env = self._lookup(b, digest)
+                found = self._lookup(b, digest, policy)
             except BackendError as exc:
-                self._degraded(exc)
+                self._degraded(exc, policy)
             else:
                 self._breaker.success()
-                if env is not None:
+                if found is not None:
                     self.stats.incr("hits")
+                    env, verdict = found
+                    if verdict is not freshness.Verdict.FRESH:
+                        self._refresher.later(b, request, digest, env, verdict, compute, policy)
                     return env.value
                 self.stats.incr("misses")
                 looked = True
         flight = self._flight_key(digest)
         value, shared = b.flights.run(
             flight,
-            lambda: self._resolve(b, flight, digest, compute, looked),
-            self.policy.wait_timeout,
+            lambda: self._resolve(b, flight, request, digest, compute, looked, policy),
+            policy.wait_timeout,
         )
         if shared:
             self.stats.incr("coalesced")
@@ -214,9 +255,10 @@ class Cache:
         """Wait for this cache's leaders to release, then stop the subscription and close
         the cache's own connections.
 
-        Leaders still holding a lease (a cancelled request releasing it, a compute still
-        running) get up to ``timeout`` seconds (default: twice ``policy.redis_timeout``, at
-        least 1 s) to release it and wake their followers first.  The client you passed
+        Background refreshes, and leaders still holding a lease (a cancelled request
+        releasing it, a compute still running), get up to ``timeout`` seconds each (default:
+        twice ``policy.redis_timeout``, at least 1 s) to finish, release and wake their
+        followers first (asyncio refreshes still running then are cancelled).  The client you passed
         stays open (it is yours).  A closed cache reconnects if it is used again.
         """
         b = self._binding
@@ -226,6 +268,9 @@ class Cache:
                 self._binding = self._bind(current_loop())
             return
         bound = timeout if timeout is not None else max(1.0, 2 * (self.policy.redis_timeout or 1))
+        if not b.background.stop(bound):
+            log.warning("closing cache %r with background refreshes still running",
+                        self.namespace)
         if not b.leaders.wait_idle(bound):
             log.warning(
                 "closing cache %r with %d leader(s) still holding a lease (they expire)",
@@ -306,7 +351,7 @@ class Cache:
 
     # ------------------------------------------------------------------ failing Redis
 
-    def _degraded(self, exc: BackendError) -> None:
+    def _degraded(self, exc: BackendError, policy: Policy) -> None:
         """Redis failed this call: count it, open the breaker on an outage, and raise
         unless the policy fails open (the call then goes on without Redis)."""
         if isinstance(exc, CommandRefused):
@@ -319,108 +364,128 @@ class Cache:
             self.stats.incr("fail_open")
             delay = self._breaker.failure()
             log.warning("Redis unavailable (%s); skipping it for %.2fs", exc, delay)
-        if not self.policy.fail_open:
+        if not policy.fail_open:
             raise exc
 
-    def _skipped(self) -> Missing:
+    def _skipped(self, policy: Policy) -> Missing:
         """The breaker is open: answer without Redis, or raise when failing closed."""
-        if not self.policy.fail_open:
+        if not policy.fail_open:
             raise BackendError("Redis unavailable (recent failures; retrying soon)")
         self.stats.incr("fail_open")
         return MISS
 
     # ------------------------------------------------------------------ the flow
 
-    def _lookup(self, b: Binding, digest: str) -> envelope.Envelope | None:
-        """The hit path: one GET of the entry in the current generation."""
+    def _policy_for(self, policy: Policy | None) -> Policy:
+        if policy is None:
+            return self.policy
+        if not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a fleetcache.Policy, not {type(policy).__name__}")
+        return policy
+
+    def _lookup(self, b: Binding, digest: str, policy: Policy) -> Found | None:
+        """The hit path, one round trip: a GET, or the hot-key script when hot keys are on;
+        then the freshness verdict (ARCHITECTURE §3.5)."""
         gen = self._gen.value
         if gen is None or not b.notifier.healthy:
             gen = self._gen.current(b.store, b.notifier)
         key = self._layout.value_key(digest, gen)
-        return decode_entry(self.stats, key, b.store.get(key))
+        slid: int | None = 0
+        if policy.hot_threshold is not None:
+            slid = b.hot.trusted(key, self._clock.monotonic())
+        if slid is not None:  # hot keys off, or known hot: a plain GET
+            raw = b.store.get(key)
+            if raw is None and slid:
+                b.hot.forget(key)
+        else:
+            raw, slid = self._counted_hit(b, key, digest, gen, policy)
+        env = decode_entry(self.stats, key, raw)
+        if env is None:
+            return None
+        verdict = freshness.judge(
+            created=env.created,
+            fresh_until=max(env.fresh_until, slid / 1000),
+            compute_seconds=env.compute_seconds,
+            now=self._clock.time(),
+            policy=policy,
+            u=1.0 - self._random.random(),
+        )
+        if verdict is freshness.Verdict.TOO_OLD:
+            self.stats.incr("too_old")
+            return None
+        if verdict is freshness.Verdict.EXPIRED:
+            return None
+        return env, verdict
 
-    def _resolve(
+    def _counted_hit(
+        self, b: Binding, key: str, digest: str, gen: int, policy: Policy
+    ) -> tuple[Any, int]:
+        """The hot-key script: count this read (and those served by plain GETs since),
+        slide a hot entry's freshness; remember a hot entry for a while (HotKeys)."""
+        threshold = policy.hot_threshold
+        assert threshold is not None
+        reads = 1 + b.hot.take_pending(key)
+        raw, slid, count, left = b.store.hit(
+            self._layout.entry(digest, gen),
+            threshold=threshold,
+            window_ms=ms(policy.hot_window),
+            hot_ttl_ms=ms(policy.hot_ttl),
+            stale_ms=ms(policy.stale_ttl) if policy.stale_ttl else 0,
+            max_age_ms=None if policy.max_age is None else ms(policy.max_age),
+            reads=reads,
+        )
+        if raw is None or count < threshold:
+            b.hot.forget(key)
+            return raw, slid
+        if count - reads < threshold:  # this run crossed the threshold
+            self.stats.incr("hot_promotions")
+        trust = min(HOT_SLIDE_EVERY, policy.hot_ttl / 100, left / 1000)
+        b.hot.remember(key, slid, trust, self._clock.monotonic())
+        return raw, slid
+
+    def _resolve(  # noqa: PLR0917 - the call's whole context
         self,
         b: Binding,
         flight: str,
+        request: Any,
         digest: str,
         compute: Callable[[], Any],
         looked: bool,
+        policy: Policy,
     ) -> Any:
         """Run by one caller per process for a missing key: Redis flow, or fail open."""
         call = ComputeCall(compute)
         if self._breaker.allow():
             try:
-                value = self._resolve_with_redis(b, flight, digest, call, looked)
+                value = self._resolve_with_redis(
+                    b, flight, request, digest, call, looked, policy
+                )
             except BackendError as exc:
-                self._degraded(exc)
+                self._degraded(exc, policy)
             else:
                 self._breaker.success()
                 return value
         else:
-            self._skipped()
+            self._skipped(policy)
         if not call.ran:
             self.stats.incr("upstream_calls")
         return call()
 
-    def _resolve_with_redis(
-        self, b: Binding, flight: str, digest: str, call: ComputeCall, looked: bool
+    def _resolve_with_redis(  # noqa: PLR0917 - the call's whole context
+        self,
+        b: Binding,
+        flight: str,
+        request: Any,
+        digest: str,
+        call: ComputeCall,
+        looked: bool,
+        policy: Policy,
     ) -> Any:
         if not looked:  # the caller's own look failed or was skipped: look now
-            env = self._lookup(b, digest)
-            if env is not None:
+            found = self._lookup(b, digest, policy)
+            if found is not None:
                 self.stats.incr("hits")
-                return env.value
+                return found[0].value
             self.stats.incr("misses")
-        return self._fill(b, flight, self._keys(b, digest), call)
-
-    def _fill(
-        self, b: Binding, flight: str, keys: EntryKeys, call: ComputeCall
-    ) -> Any:
-        """Become the leader, or follow the leader until its value appears."""
-        lease = b.lock.try_acquire(keys.lock, self.policy.lock_ttl)
-        if lease is not None:
-            return self._leader.run(b, flight, keys, lease, call)
-        checkpoint()
-        start = self._clock.monotonic()
-        deadline = start + self.policy.wait_timeout
-        poll = self.policy.effective_poll_interval
-        # Subscribed before registering, so that no notification is lost; bounded, and
-        # not at all while the subscription is failing (the poll below covers it).
-        b.notifier.wait_healthy(min(self.policy.redis_timeout or 1.0, poll * 2))
-        # The first re-try comes soon: with a quorum lock (Redlock) simultaneous attempts
-        # can split the vote so that nobody leads; later ones wait the fallback poll.
-        pause = random.uniform(0.002, 0.02)
-        with b.notifier.waiter(keys.value) as waiter:
-            env = self._peek(b, keys)
-            checkpoint()
-            while env is None:
-                remaining = deadline - self._clock.monotonic()
-                if remaining <= 0:
-                    self.stats.incr("wait_timeouts")
-                    raise WaitTimeout(keys.value, self._clock.monotonic() - start)
-                # Woken by a notification, or by the jittered fallback poll.  A message is
-                # only a wake-up: the value is always read from Redis (ARCHITECTURE §9).
-                waiter.wait(min(remaining, pause))
-                checkpoint()
-                pause = random.uniform(poll / 2, poll)
-                env = self._peek(b, keys)
-                checkpoint()
-                if env is None:  # no value yet: the leader may be gone (expired, abandoned)
-                    lease = b.lock.try_acquire(keys.lock, self.policy.lock_ttl)
-                    checkpoint()
-                    if lease is not None:
-                        self.stats.incr("takeovers")
-                        return self._leader.run(b, flight, keys, lease, call)
-        self.stats.incr("followed")
-        return env.value
-
-    def _peek(self, b: Binding, keys: EntryKeys) -> envelope.Envelope | None:
-        """A follower's look: the entry, None, or LeaderFailed when the leader raised."""
-        raw, err = b.store.peek(keys)
-        env = decode_entry(self.stats, keys.value, raw)
-        if env is None and err is not None:
-            self.stats.incr("leader_failures")
-            exc_type, message = failures.decode(err)
-            raise LeaderFailed(keys.value, exc_type, message)
-        return env
+        keys = self._keys(b, digest)
+        return self._follower.fill(b, flight, request, keys, call, policy)

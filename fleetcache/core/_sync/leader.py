@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
-from fleetcache.core import envelope, failures
+from fleetcache.core import envelope, failures, freshness
 from fleetcache.core._sync.binding import Binding
 from fleetcache.core._sync.store import REFUSED, UNPUBLISHED
 from fleetcache.core.call import ComputeCall
@@ -31,8 +32,15 @@ from fleetcache.locking.lease import Lease
 
 log = logging.getLogger("fleetcache")
 
-#: How long a failed leader's error record lives (a new leader deletes it at once).
-ERROR_RECORD_TTL = 10.0
+#: How long a failure or hand-off record lives (a new leader deletes a failure at once).
+RECORD_TTL = 10.0
+
+
+def fence_ttl_ms(policy: Policy) -> int:
+    """How long the fence a leader claims lives: a superseded leader may come back as late
+    as the longest a compute is renewed, or the entry lives."""
+    hold = policy.max_hold if policy.max_hold is not None else policy.wait_timeout
+    return ms(max(policy.ttl + policy.stale_ttl, policy.lock_ttl, hold))
 
 
 def ms(seconds: float) -> int:
@@ -55,51 +63,63 @@ def decode_entry(stats: Stats, key: str, raw: Any) -> envelope.Envelope | None:
 class Leader:
     """Runs leaderships for one cache, and its writes."""
 
-    def __init__(
-        self, policy: Policy, stats: Stats, clock: Clock, layout: KeyLayout, refusals: Throttle
-    ) -> None:
-        self._policy = policy
+    def __init__(self, stats: Stats, clock: Clock, layout: KeyLayout, refusals: Throttle) -> None:
         self._stats = stats
         self._clock = clock
         self._layout = layout
         self._refusals = refusals
-        self._ttl_ms = ms(policy.ttl)
-        hold = policy.max_hold if policy.max_hold is not None else policy.wait_timeout
-        # A superseded leader may come back as late as the longest a compute is renewed.
-        self._fence_ttl_ms = ms(max(policy.ttl, policy.lock_ttl, hold))
 
-    def run(
-        self, b: Binding, flight: str, keys: EntryKeys, lease: Lease, call: ComputeCall
+    def run(  # noqa: PLR0917 - one flow, every argument needed
+        self,
+        b: Binding,
+        flight: str,
+        request: Any,
+        keys: EntryKeys,
+        lease: Lease,
+        call: ComputeCall,
+        policy: Policy,
+        seen: envelope.Envelope | None = None,
     ) -> Any:
-        """Holding ``lease``: claim, compute, write fenced, release (ARCHITECTURE §3)."""
-        policy, stats = self._policy, self._stats
+        """Holding ``lease``: claim, compute, write fenced, release (ARCHITECTURE §3).
+
+        ``seen`` is the entry a background refresh replaces (None for a miss): a newer one
+        found at the claim means another worker refreshed it already.
+        """
+        stats = self._stats
         b.leaders.enter()
         dog = Watchdog(b.lock, lease, policy.lock_ttl, policy.max_hold).start()
-        settled = False  # a value is stored, or the followers were told of a failure
+        settled = False  # a value is stored, or the followers were told of the outcome
         try:
-            raw, fence = b.store.claim(keys, lease.fence, self._fence_ttl_ms)
+            raw, fence = b.store.claim(keys, lease.fence, fence_ttl_ms(policy))
             checkpoint()
             env = decode_entry(stats, keys.value, raw)
-            if env is not None:
+            if env is not None and self._still_good(env, seen, policy):
                 settled = True
                 stats.incr("hits")
                 return env.value
             stats.incr("upstream_calls")
             try:
                 value = call()
+                keep = policy.cache_if is None or bool(policy.cache_if(request, value))
                 now = self._clock.time()
                 payload = envelope.encode(
                     envelope.Envelope(now, now + policy.ttl, call.seconds, fence, value)
                 )
             except Exception as exc:
-                settled = self._record_failure(b, keys, exc, fence)
+                if seen is None:  # a refresh that fails leaves the entry as it is
+                    settled = self._record_failure(b, keys, exc, fence, policy)
                 raise
             if dog.lost.is_set() or self._clock.monotonic() > dog.lease.valid_until:
                 # Paused or partitioned past the lease: another leader may have claimed the
                 # entry since; the write below is then refused (its fence is lower).
                 stats.incr("leases_lost")
-            self.store(b, keys, payload, fence)
-            settled = True
+            if keep:
+                self.store(b, keys, payload, fence, freshness.key_ttl(now, now, policy))
+                settled = True
+            else:
+                stats.incr("not_cached")
+                if seen is None:
+                    settled = self._hand_off(b, keys, payload, fence)
             b.flights.settle(flight, value)  # this process's waiters need not wait more
             return value
         finally:
@@ -115,11 +135,24 @@ class Leader:
             finally:
                 b.leaders.leave()
 
-    def store(
-        self, b: Binding, keys: EntryKeys, payload: bytes, fence: int | None
+    def _still_good(
+        self, env: envelope.Envelope, seen: envelope.Envelope | None, policy: Policy
     ) -> bool:
-        """Write an entry (fenced unless ``fence`` is None); False when the fence lost."""
-        result = b.store.write(keys, payload, self._ttl_ms, fence)
+        """At the claim: may the entry found be returned instead of computing?"""
+        if seen is not None:  # a refresh: only when someone else wrote a newer one
+            return env.created > seen.created
+        verdict = freshness.judge(
+            created=env.created, fresh_until=env.fresh_until, compute_seconds=0.0,
+            now=self._clock.time(), policy=policy, u=1.0,
+        )
+        return verdict is freshness.Verdict.FRESH
+
+    def store(
+        self, b: Binding, keys: EntryKeys, payload: bytes, fence: int | None, ttl: float
+    ) -> bool:
+        """Write an entry for ``ttl`` seconds (fenced unless ``fence`` is None); False when
+        the fence lost."""
+        result = b.store.write(keys, payload, ms(ttl), fence)
         if result == REFUSED:
             self._stats.incr("writes_refused")
             log.info("write of %s refused: a newer leader (fence > %s) claimed it",
@@ -129,15 +162,32 @@ class Leader:
             self._publish_refused()
         return True
 
+    def _hand_off(
+        self, b: Binding, keys: EntryKeys, payload: bytes, fence: int
+    ) -> bool:
+        """Give a value cache_if refused to this computation's followers (a 10 s record,
+        never the entry); True when they were told."""
+        return self._tell_followers(
+            keys, "hand the value over",
+            lambda: b.store.handoff(keys, payload, ms(RECORD_TTL), fence),
+        )
+
     def _record_failure(
-        self, b: Binding, keys: EntryKeys, exc: Exception, fence: int
+        self, b: Binding, keys: EntryKeys, exc: Exception, fence: int, policy: Policy
     ) -> bool:
         """Tell the followers the leader failed; True when they were told."""
-        record = failures.encode(exc, self._policy.share_error_message)
+        record = failures.encode(exc, policy.share_error_message)
+        return self._tell_followers(
+            keys, "record the failure", lambda: b.store.fail(keys, record, ms(RECORD_TTL), fence)
+        )
+
+    def _tell_followers(
+        self, keys: EntryKeys, what: str, send: Callable[[], int]
+    ) -> bool:
         try:
-            result = b.store.fail(keys, record, ms(ERROR_RECORD_TTL), fence)
+            result = send()
         except BackendError as err:
-            log.warning("could not record the failure of %s: %s", keys.value, err)
+            log.warning("could not %s of %s: %s", what, keys.value, err)
             return False
         if result == UNPUBLISHED:
             self._publish_refused()

@@ -8,7 +8,7 @@
 -- Without a lock fence the leader gets max(stored + 1, server time in µs).  The fence key
 -- is raised to the leader's fence, so that a superseded leader (its lease expired while it
 -- was paused) can neither write the entry nor its error record once this leader claimed
--- it (write.lua and fail.lua refuse a fence below the stored one).  A leader whose fence is
+-- it (write.lua and record.lua refuse a fence below the stored one).  A leader whose fence is
 -- below the stored one (it was itself superseded before claiming) changes nothing.
 local stored = tonumber(redis.call('GET', KEYS[3]) or '0')
 local fence
