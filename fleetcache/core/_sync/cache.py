@@ -12,7 +12,6 @@ one event loop).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,29 +22,26 @@ from fleetcache.core import envelope, forksafe, freshness
 from fleetcache.core._sync.binding import Binding, bind
 from fleetcache.core._sync.follower import Follower
 from fleetcache.core._sync.generations import Generations
-from fleetcache.core._sync.leader import Leader, decode_entry, ms
+from fleetcache.core._sync.hits import HitPath
+from fleetcache.core._sync.leader import Leader, ms
 from fleetcache.core._sync.purge import purge
 from fleetcache.core._sync.refresher import Refresher
 from fleetcache.core.breaker import Breaker
 from fleetcache.core.call import ComputeCall
 from fleetcache.core.clock import SYSTEM_CLOCK, Clock
+from fleetcache.core.failmode import FailMode
 from fleetcache.core.keys import EntryKeys, KeyLayout, request_hash, validate_namespace
-from fleetcache.core.miss import MISS, Missing
+from fleetcache.core.miss import MISS
 from fleetcache.core.policy import Policy
 from fleetcache.core.runtime import current_loop
 from fleetcache.core.stats import Stats
 from fleetcache.core.throttle import Throttle
-from fleetcache.errors import BackendError, CommandRefused
+from fleetcache.errors import BackendError
 from fleetcache.locking._sync.base import Lock
 
 log = logging.getLogger("fleetcache")
 
-#: A lookup's result: the entry and what to do with it, or None for a miss.
-Found = tuple[envelope.Envelope, freshness.Verdict]
 
-#: A process slides a hot entry's freshness (one script run) at most this often; its hits
-#: in between are plain GETs, counted at the next run.
-HOT_SLIDE_EVERY = 1.0
 #: Minimum TTL of the namespace generation key (refreshed whenever a process connects).
 GENERATION_TTL = 30 * 86400.0
 _LOCK_METHODS = ("try_acquire", "extend", "release")
@@ -94,12 +90,13 @@ class Cache:
         self._gen = Generations(clock, policy.retry_backoff)
         self._gen_ttl_ms = ms(max(GENERATION_TTL, 2 * policy.ttl))
         self._refusals = Throttle(60.0)
+        self._fail = FailMode(self.stats, self._breaker, self._refusals)
         self._leader = Leader(self.stats, clock, self._layout, self._refusals)
         self._follower = Follower(self.stats, clock, self._leader)
         self._refresher = Refresher(
             self.stats, self._breaker, self._leader, self._keys, self._flight_key
         )
-        self._random = random.Random()
+        self._hits = HitPath(self.stats, clock, self._layout, self._gen)
         self._bind_guard = threading.Lock()
         self._binding: Binding = self._bind(current_loop())
         forksafe.register(self)
@@ -117,11 +114,11 @@ class Cache:
         digest = request_hash(request)
         b = self._bound()
         if not self._breaker.allow():
-            return self._skipped(policy)
+            return self._fail.skipped(policy)
         try:
-            found = self._lookup(b, digest, policy)
+            found = self._hits.lookup(b, digest, policy)
         except BackendError as exc:
-            self._degraded(exc, policy)
+            self._fail.degraded(exc, policy)
             return MISS
         self._breaker.success()
         if found is None:
@@ -145,7 +142,7 @@ class Cache:
         payload = envelope.encode(envelope.Envelope(now, now + policy.ttl, 0.0, None, value))
         b = self._bound()
         if not self._breaker.allow():
-            self._skipped(policy)
+            self._fail.skipped(policy)
             return False
         try:
             keys = self._keys(b, digest)
@@ -153,7 +150,7 @@ class Cache:
                 b, keys, payload, None, freshness.key_ttl(now, now, policy)
             )
         except BackendError as exc:
-            self._degraded(exc, policy)
+            self._fail.degraded(exc, policy)
             return False
         self._breaker.success()
         return written
@@ -163,12 +160,12 @@ class Cache:
         digest = request_hash(request)
         b = self._bound()
         if not self._breaker.allow():
-            self._skipped(self.policy)
+            self._fail.skipped(self.policy)
             return False
         try:
             deleted = b.store.delete(self._keys(b, digest))
         except BackendError as exc:
-            self._degraded(exc, self.policy)
+            self._fail.degraded(exc, self.policy)
             return False
         self._breaker.success()
         return deleted
@@ -213,9 +210,9 @@ class Cache:
         looked = False
         if self._breaker.allow():  # the hit path: one round trip, no single-flight
             try:
-                found = self._lookup(b, digest, policy)
+                found = self._hits.lookup(b, digest, policy)
             except BackendError as exc:
-                self._degraded(exc, policy)
+                self._fail.degraded(exc, policy)
             else:
                 self._breaker.success()
                 if found is not None:
@@ -349,31 +346,6 @@ class Cache:
             gen = self._gen.current(b.store, b.notifier)
         return self._layout.entry(digest, gen)
 
-    # ------------------------------------------------------------------ failing Redis
-
-    def _degraded(self, exc: BackendError, policy: Policy) -> None:
-        """Redis failed this call: count it, open the breaker on an outage, and raise
-        unless the policy fails open (the call then goes on without Redis)."""
-        if isinstance(exc, CommandRefused):
-            self.stats.incr("refused")
-            self._breaker.success()  # it answered: reachable
-            if self._refusals.allow(exc.reply):
-                log.warning("Redis refused a command (%s); going on without it", exc)
-        else:
-            self.stats.incr("backend_errors")
-            self.stats.incr("fail_open")
-            delay = self._breaker.failure()
-            log.warning("Redis unavailable (%s); skipping it for %.2fs", exc, delay)
-        if not policy.fail_open:
-            raise exc
-
-    def _skipped(self, policy: Policy) -> Missing:
-        """The breaker is open: answer without Redis, or raise when failing closed."""
-        if not policy.fail_open:
-            raise BackendError("Redis unavailable (recent failures; retrying soon)")
-        self.stats.incr("fail_open")
-        return MISS
-
     # ------------------------------------------------------------------ the flow
 
     def _policy_for(self, policy: Policy | None) -> Policy:
@@ -382,66 +354,6 @@ class Cache:
         if not isinstance(policy, Policy):
             raise TypeError(f"policy must be a fleetcache.Policy, not {type(policy).__name__}")
         return policy
-
-    def _lookup(self, b: Binding, digest: str, policy: Policy) -> Found | None:
-        """The hit path, one round trip: a GET, or the hot-key script when hot keys are on;
-        then the freshness verdict (ARCHITECTURE §3.5)."""
-        gen = self._gen.value
-        if gen is None or not b.notifier.healthy:
-            gen = self._gen.current(b.store, b.notifier)
-        key = self._layout.value_key(digest, gen)
-        slid: int | None = 0
-        if policy.hot_threshold is not None:
-            slid = b.hot.trusted(key, self._clock.monotonic())
-        if slid is not None:  # hot keys off, or known hot: a plain GET
-            raw = b.store.get(key)
-            if raw is None and slid:
-                b.hot.forget(key)
-        else:
-            raw, slid = self._counted_hit(b, key, digest, gen, policy)
-        env = decode_entry(self.stats, key, raw)
-        if env is None:
-            return None
-        verdict = freshness.judge(
-            created=env.created,
-            fresh_until=max(env.fresh_until, slid / 1000),
-            compute_seconds=env.compute_seconds,
-            now=self._clock.time(),
-            policy=policy,
-            u=1.0 - self._random.random(),
-        )
-        if verdict is freshness.Verdict.TOO_OLD:
-            self.stats.incr("too_old")
-            return None
-        if verdict is freshness.Verdict.EXPIRED:
-            return None
-        return env, verdict
-
-    def _counted_hit(
-        self, b: Binding, key: str, digest: str, gen: int, policy: Policy
-    ) -> tuple[Any, int]:
-        """The hot-key script: count this read (and those served by plain GETs since),
-        slide a hot entry's freshness; remember a hot entry for a while (HotKeys)."""
-        threshold = policy.hot_threshold
-        assert threshold is not None
-        reads = 1 + b.hot.take_pending(key)
-        raw, slid, count, left = b.store.hit(
-            self._layout.entry(digest, gen),
-            threshold=threshold,
-            window_ms=ms(policy.hot_window),
-            hot_ttl_ms=ms(policy.hot_ttl),
-            stale_ms=ms(policy.stale_ttl) if policy.stale_ttl else 0,
-            max_age_ms=None if policy.max_age is None else ms(policy.max_age),
-            reads=reads,
-        )
-        if raw is None or count < threshold:
-            b.hot.forget(key)
-            return raw, slid
-        if count - reads < threshold:  # this run crossed the threshold
-            self.stats.incr("hot_promotions")
-        trust = min(HOT_SLIDE_EVERY, policy.hot_ttl / 100, left / 1000)
-        b.hot.remember(key, slid, trust, self._clock.monotonic())
-        return raw, slid
 
     def _resolve(  # noqa: PLR0917 - the call's whole context
         self,
@@ -461,12 +373,12 @@ class Cache:
                     b, flight, request, digest, call, looked, policy
                 )
             except BackendError as exc:
-                self._degraded(exc, policy)
+                self._fail.degraded(exc, policy)
             else:
                 self._breaker.success()
                 return value
         else:
-            self._skipped(policy)
+            self._fail.skipped(policy)
         if not call.ran:
             self.stats.incr("upstream_calls")
         return call()
@@ -482,7 +394,7 @@ class Cache:
         policy: Policy,
     ) -> Any:
         if not looked:  # the caller's own look failed or was skipped: look now
-            found = self._lookup(b, digest, policy)
+            found = self._hits.lookup(b, digest, policy)
             if found is not None:
                 self.stats.incr("hits")
                 return found[0].value
