@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 import redis
 
-from fleetcache.cli.bench_hit import cache_policy
 from fleetcache.cli.common import (
     Progress,
+    cache_policy,
     drop_keys,
     format_table,
     fresh_namespace,

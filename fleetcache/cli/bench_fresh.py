@@ -49,6 +49,7 @@ from fleetcache.cli.common import (
     log,
     ms,
     print_json,
+    reap,
     redis_target,
 )
 from fleetcache.cli.fresh_worker import (
@@ -158,11 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 progress.done(f"{variant}: {v['calls']} calls, {v['visible_misses']} "
                               f"caller-visible misses, {v['upstream_calls']} upstream calls")
         finally:
-            for p in procs:
-                p.join(timeout=10)
-                if p.is_alive():
-                    p.kill()
-                    p.join()
+            reap(procs)
             drop_keys(r, f"fc:{setup.namespace}-*", f"fcbench:{setup.namespace}:*")
             r.close()
     for v in variants:

@@ -31,6 +31,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from fleetcache.cli.common import (
+    cache_policy,
     drop_keys,
     format_table,
     fresh_namespace,
@@ -96,16 +97,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="every freshness feature on: stale_ttl 600, early_refresh 1.0, hot_threshold 10",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object")
-
-
-def cache_policy(freshness: bool) -> Any:
-    """The cache's policy in ``bench hit``: the defaults, or every freshness feature on
-    (hot entries then run the hot-key script on each hit, sliding their freshness)."""
-    from fleetcache import Policy  # noqa: PLC0415
-
-    if not freshness:
-        return Policy()
-    return Policy(stale_ttl=600, early_refresh=1.0, hot_threshold=10)
 
 
 def _server_commands(r: redis.Redis) -> dict[str, int]:

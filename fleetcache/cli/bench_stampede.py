@@ -32,6 +32,7 @@ from fleetcache.cli.common import (
     ms,
     percentile,
     print_json,
+    reap,
     redis_target,
 )
 from fleetcache.cli.locks import REDLOCK_NODES, lock_nodes, parse_urls
@@ -167,11 +168,7 @@ def run(args: argparse.Namespace) -> int:
                 for k, v in results.get(timeout=30)["stats"].items():
                     stats[k] = stats.get(k, 0) + v
         finally:
-            for p in procs:
-                p.join(timeout=10)
-                if p.is_alive():
-                    p.kill()
-                    p.join()
+            reap(procs)
             drop_keys(r, f"fc:{setup.namespace}:*", f"fcbench:{setup.namespace}:*")
             r.close()
             for lock_url in lock_urls:  # the lock's own nodes (Redlock): its keys and fences

@@ -13,7 +13,7 @@ import math
 import secrets
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 import redis
@@ -219,3 +219,22 @@ class Progress:
             self._width = 0
         else:
             self.update(text, force=True)
+
+
+def cache_policy(freshness: bool) -> Any:
+    """The cache's policy in ``bench hit``: the defaults, or every freshness feature on
+    (hot entries then run the hot-key script on each hit, sliding their freshness)."""
+    from fleetcache import Policy  # noqa: PLC0415
+
+    if not freshness:
+        return Policy()
+    return Policy(stale_ttl=600, early_refresh=1.0, hot_threshold=10)
+
+
+def reap(procs: Iterable[Any], timeout: float = 10.0) -> None:
+    """Join worker processes, killing any still alive after ``timeout`` seconds each."""
+    for p in procs:
+        p.join(timeout=timeout)
+        if p.is_alive():
+            p.kill()
+            p.join()

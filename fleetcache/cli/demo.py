@@ -27,6 +27,7 @@ from fleetcache.cli.common import (
     pct,
     percentile,
     print_json,
+    reap,
     redis_target,
 )
 from fleetcache.cli.demo_worker import Shared, Workload, worker_main
@@ -122,11 +123,7 @@ def run_mode(args: argparse.Namespace, url: str, mode: str, quiet: bool) -> dict
             )
         wall = time.perf_counter() - t0
     finally:
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        reap(procs)
     calls = int(r.get(load.counter_key) or 0)
     progress.done(f"[{mode}] {done.value}/{args.requests} requests, upstream calls: {calls}")
     per_prompt = {int(k): int(v) for k, v in r.hgetall(load.per_prompt_key).items()}

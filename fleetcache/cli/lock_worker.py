@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from fleetcache.cli.common import connect, percentile
+from fleetcache.cli.common import connect, percentile, reap
 from fleetcache.cli.locks import SYNC_LOCKS, sync_clients
 from fleetcache.errors import FleetcacheError, LockNotAcquired
 
@@ -134,11 +134,7 @@ def run_contended(setup: Contended, processes: int) -> dict[str, Any]:
         limit = setup.seconds + setup.wait + setup.ttl + 60
         rows = [results.get(timeout=limit) for _ in procs]
     finally:
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        reap(procs)
     r = connect(setup.url)
     try:
         fences = [int(x) for x in r.lrange(setup.fences_key, 0, -1)]

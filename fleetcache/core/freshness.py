@@ -65,6 +65,13 @@ def judge(
     return Verdict.EXPIRED
 
 
+def plain_verdict(env_created: float, fresh_until: float, now: float, policy: Policy) -> Verdict:
+    """The verdict without early refresh: what a leader's double-check or a follower
+    accepts of an entry someone else just wrote."""
+    return judge(created=env_created, fresh_until=fresh_until, compute_seconds=0.0, now=now,
+                 policy=policy, u=1.0)
+
+
 def key_ttl(now: float, created: float, policy: Policy) -> float:
     """How long (seconds from ``now``) to keep a new entry in Redis: ``ttl + stale_ttl``,
     never past ``created + max_age``; at least 1 ms."""

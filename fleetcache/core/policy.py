@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-MAX_SECONDS = 10 * 365 * 86400
-"""Upper bound of every duration (ten years): longer ones overflow threading's TIMEOUT_MAX
-or Redis's PX range, so they are refused at construction instead of failing at use."""
+from fleetcache.locking.checks import MAX_SECONDS, check_seconds
+
+__all__ = ["MAX_SECONDS", "Policy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +134,7 @@ class Policy:
             elif value is None and name in _OPTIONAL:
                 continue
             else:
-                _check_seconds(name, value, allow_zero=name in _MAY_BE_ZERO)
+                check_seconds(f"Policy.{name}", value, allow_zero=name in _MAY_BE_ZERO)
         if self.ttl < 0.001:
             raise ValueError("Policy.ttl must be at least 1 ms (Redis expiry resolution)")
         if self.lock_ttl < 0.01:
@@ -162,18 +161,6 @@ _MAY_BE_ZERO = frozenset({"stale_ttl", "early_refresh"})
 #: Positive integers (with their minimum).
 _COUNTS = {"max_connections": 2, "max_refreshes": 1, "hot_threshold": 1}
 _CALLABLES = frozenset({"share_error_message", "cache_if"})
-
-
-def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Policy.{name} must be a number of seconds, not {value!r}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"Policy.{name} must be a {kind} finite number, not {value!r}")
-    if value > MAX_SECONDS:
-        raise ValueError(
-            f"Policy.{name} must be at most {MAX_SECONDS} s (ten years), not {value!r}"
-        )
 
 
 def _check_count(name: str, value: object) -> None:

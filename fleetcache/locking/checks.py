@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
-from fleetcache.core.policy import MAX_SECONDS
 from fleetcache.locking.lease import Lease
+
+#: Upper bound of every duration (ten years), for locks and Policy alike: longer ones
+#: overflow ``threading.TIMEOUT_MAX`` or Redis's PX range, so they are refused at once.
+MAX_SECONDS = 10 * 365 * 86400
 
 
 def check_name(name: str) -> None:
@@ -19,9 +22,8 @@ def check_name(name: str) -> None:
 def check_seconds(what: str, value: float, *, allow_zero: bool = False) -> None:
     """Raise at once for a duration that is not a positive (or zero) finite number.
 
-    Durations above :data:`~fleetcache.core.policy.MAX_SECONDS` (ten years, the bound of
-    every Policy duration) are refused too: they overflow Redis's PX range or
-    ``threading.TIMEOUT_MAX``.
+    Durations above :data:`MAX_SECONDS` (ten years) are refused too: they overflow Redis's
+    PX range or ``threading.TIMEOUT_MAX``.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be a number of seconds, not {value!r}")

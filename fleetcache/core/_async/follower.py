@@ -108,8 +108,6 @@ class AsyncFollower:
         return None, fence
 
     def _servable(self, env: envelope.Envelope, policy: Policy) -> bool:
-        verdict = freshness.judge(
-            created=env.created, fresh_until=env.fresh_until, compute_seconds=0.0,
-            now=self._clock.time(), policy=policy, u=1.0,
-        )
+        verdict = freshness.plain_verdict(env.created, env.fresh_until, self._clock.time(),
+                                          policy)
         return verdict not in _GONE

@@ -139,10 +139,8 @@ class AsyncLeader:
         """At the claim: may the entry found be returned instead of computing?"""
         if seen is not None:  # a refresh: only when someone else wrote a newer one
             return env.created > seen.created
-        verdict = freshness.judge(
-            created=env.created, fresh_until=env.fresh_until, compute_seconds=0.0,
-            now=self._clock.time(), policy=policy, u=1.0,
-        )
+        verdict = freshness.plain_verdict(env.created, env.fresh_until, self._clock.time(),
+                                          policy)
         return verdict is freshness.Verdict.FRESH
 
     async def store(

@@ -110,19 +110,22 @@ class AsyncStore:
 
     async def fail(self, keys: EntryKeys, record: bytes, ttl_ms: int, fence: int) -> int:
         """Record a leader's failure and wake its followers: REFUSED, DONE or UNPUBLISHED."""
-        with map_redis_errors("recording a leader failure"):
-            result: Any = await self._record(
-                keys=[keys.error, keys.fence],
-                args=[record, ttl_ms, self._layout.channel, events.failed(keys.value), str(fence)],
-            )
-        return int(result)
+        return await self._leave(keys.error, keys, events.failed(keys.value), record, ttl_ms,
+                                 fence)
 
     async def handoff(self, keys: EntryKeys, payload: bytes, ttl_ms: int, fence: int) -> int:
         """Hand a value cache_if refused to the followers: REFUSED, DONE or UNPUBLISHED."""
-        with map_redis_errors("handing a value over"):
+        return await self._leave(keys.handoff, keys, events.ready(keys.value), payload, ttl_ms,
+                                 fence)
+
+    async def _leave(  # noqa: PLR0917 - record.lua's arguments
+        self, key: str, keys: EntryKeys, message: bytes, record: bytes, ttl_ms: int, fence: int
+    ) -> int:
+        """record.lua: leave ``record`` at ``key`` (fenced) and publish ``message``."""
+        with map_redis_errors("leaving a record for the followers"):
             result: Any = await self._record(
-                keys=[keys.handoff, keys.fence],
-                args=[payload, ttl_ms, self._layout.channel, events.ready(keys.value), str(fence)],
+                keys=[key, keys.fence],
+                args=[record, ttl_ms, self._layout.channel, message, str(fence)],
             )
         return int(result)
 
