@@ -37,8 +37,13 @@ or when the request carries tool results:
   (server-side calls such as ``file_search_call`` or ``mcp_call`` embed their results);
 - Anthropic: a ``messages[i].content`` block of type ``tool_result`` or ``*_tool_result``.
 
-Out of scope: streamed values (a list of chunks is not a dict, so it passes) and state kept
-server-side (``previous_response_id``, ``item_reference``).  :func:`max_temperature` counts a
+Streamed values -- the list of a stream's chunks or events, as ``fleetcache.llm`` stores
+them -- call a tool when any chunk does: a Chat Completions chunk whose ``delta`` has
+``tool_calls`` (or a tool ``finish_reason``); a Responses event whose ``item`` is not a
+plain kind or whose ``response`` calls a tool; an Anthropic event whose ``content_block``
+is not a plain kind, whose ``message`` calls a tool or whose ``delta`` stops for
+``tool_use``.  Out of scope: state kept server-side (``previous_response_id``,
+``item_reference``).  :func:`max_temperature` counts a
 missing or ``None`` temperature as the providers' default, 1.0.  Pure: no I/O.
 """
 
@@ -224,6 +229,28 @@ def _value_calls_tool(value: dict[str, Any]) -> bool:
     return value.get("stop_reason") == "tool_use"
 
 
+def _stream_calls_tool(chunks: list[Any] | tuple[Any, ...]) -> bool:
+    for chunk in _dicts(chunks):
+        if _value_calls_tool(chunk):
+            return True
+        for choice in _dicts(chunk.get("choices")):
+            delta = _as_dict(choice.get("delta")) or {}
+            if delta.get("tool_calls") or delta.get("function_call"):
+                return True
+        for key, plain in (("item", _RESPONSES_PLAIN), ("content_block", _ANTHROPIC_PLAIN)):
+            kind = _kind(_as_dict(chunk.get(key)) or {})
+            if kind is not None and kind not in plain:
+                return True
+        for key in ("response", "message"):
+            inner = _as_dict(chunk.get(key))
+            if inner is not None and _value_calls_tool(inner):
+                return True
+        delta = _as_dict(chunk.get("delta")) or {}
+        if delta.get("stop_reason") == "tool_use":
+            return True
+    return False
+
+
 def _request_has_tool_results(request: dict[str, Any]) -> bool:
     for message in _dicts(request.get("messages")):
         if message.get("role") in ("tool", "function"):
@@ -236,9 +263,14 @@ def _request_has_tool_results(request: dict[str, Any]) -> bool:
 
 
 def _no_tool_calls(request: Any, value: Any) -> bool:
-    req, val = _as_dict(request), _as_dict(value)
-    if val is not None and _value_calls_tool(val):
-        return False
+    if isinstance(value, (list, tuple)):
+        if _stream_calls_tool(value):
+            return False
+    else:
+        val = _as_dict(value)
+        if val is not None and _value_calls_tool(val):
+            return False
+    req = _as_dict(request)
     return req is None or not _request_has_tool_results(req)
 
 

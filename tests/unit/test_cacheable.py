@@ -412,10 +412,10 @@ def test_model_dump_objects_are_read() -> None:
 
 @pytest.mark.parametrize(
     "other",
-    [None, "a string", 42, 1.5, [CHAT_TOOL_CALLS], [{"choices": []}], object(), Dumpable([1])],
+    [None, "a string", 42, 1.5, [{"choices": []}], object(), Dumpable([1])],
 )
 def test_non_dict_inputs_pass(other: Any) -> None:
-    """Non-dict requests/values (streamed chunk lists included) give nothing to refuse."""
+    """Non-dict requests/values (a chunk list without tool calls too) give nothing to refuse."""
     for p in (no_tool_calls, max_temperature(0.0), not_streaming):
         assert p(other, other) is True
     assert no_tool_calls(CHAT_REQUEST, other) is True
@@ -641,3 +641,59 @@ def test_predicates_do_not_mutate_inputs(value: Any, request_: Any) -> None:
     before = copy.deepcopy((request_, value))
     (no_tool_calls & not_streaming & max_temperature(0.5))(request_, value)
     assert (request_, value) == before
+
+
+STREAM_TOOL_VALUES = {
+    "chat delta tool_calls": [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c"}]}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+    ],
+    "chat finish_reason only": [
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+    ],
+    "responses output item": [
+        {"type": "response.created", "response": {"output": []}},
+        {"type": "response.output_item.added", "item": {"type": "function_call", "name": "f"}},
+    ],
+    "responses completed": [
+        {"type": "response.completed", "response": {"output": [{"type": "function_call"}]}},
+    ],
+    "anthropic content block": [
+        {"type": "message_start", "message": {"content": []}},
+        {"type": "content_block_start", "content_block": {"type": "tool_use", "name": "f"}},
+    ],
+    "anthropic stop reason": [
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}},
+    ],
+}
+
+STREAM_PLAIN_VALUES = {
+    "chat": [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]},
+    ],
+    "responses": [
+        {"type": "response.output_item.added", "item": {"type": "message"}},
+        {"type": "response.completed", "response": {"output": [{"type": "message"}]}},
+    ],
+    "anthropic": [
+        {"type": "message_start", "message": {"content": []}},
+        {"type": "content_block_start", "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "hi"}},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}},
+        {"type": "message_stop"},
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(STREAM_TOOL_VALUES))
+def test_streamed_tool_calls_refused(name: str) -> None:
+    """A stored stream (list of chunks/events) that calls a tool is refused by no_tool_calls."""
+    assert no_tool_calls({"stream": True}, STREAM_TOOL_VALUES[name]) is False
+
+
+@pytest.mark.parametrize("name", sorted(STREAM_PLAIN_VALUES))
+def test_streamed_plain_answers_pass(name: str) -> None:
+    """A stored stream with only text chunks/events passes no_tool_calls."""
+    assert no_tool_calls({"stream": True}, STREAM_PLAIN_VALUES[name]) is True
