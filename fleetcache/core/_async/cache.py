@@ -9,10 +9,11 @@ one event loop).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast, overload
 
 from redis import asyncio as aioredis
 
@@ -29,6 +30,15 @@ from fleetcache.core.call import AsyncComputeCall
 from fleetcache.core.clock import SYSTEM_CLOCK, Clock
 from fleetcache.core.failmode import FailMode
 from fleetcache.core.keys import EntryKeys, KeyLayout, request_hash, validate_namespace
+from fleetcache.core.memoize import (
+    AsyncMemoized,
+    P,
+    R,
+    check_kind_async,
+    expose,
+    memo_policy,
+    request_builder,
+)
 from fleetcache.core.miss import MISS
 from fleetcache.core.policy import Policy
 from fleetcache.core.runtime import current_loop_async
@@ -230,6 +240,57 @@ class AsyncCache:
         if shared:
             self.stats.incr("coalesced")
         return value
+
+    @overload
+    def memoize(self, fn: Callable[P, Awaitable[R]], /) -> AsyncMemoized[P, R]: ...
+
+    @overload
+    def memoize(
+        self,
+        fn: None = None,
+        /,
+        *,
+        ttl: float | None = None,
+        policy: Policy | None = None,
+        key: Callable[..., Any] | None = None,
+        name: str | None = None,
+    ) -> Callable[[Callable[P, Awaitable[R]]], AsyncMemoized[P, R]]: ...
+
+    def memoize(
+        self,
+        fn: Callable[P, Awaitable[R]] | None = None,
+        /,
+        *,
+        ttl: float | None = None,
+        policy: Policy | None = None,
+        key: Callable[..., Any] | None = None,
+        name: str | None = None,
+    ) -> Any:
+        """Decorator: a function whose results are cached here, one call fleet-wide.
+
+        ``@cache.memoize`` or ``@cache.memoize(ttl=, policy=, key=, name=)`` (AsyncCache
+        takes coroutine functions, Cache plain ones).  The request of a call (its arguments
+        as JSON data, or ``key(*args, **kwargs)``) is described in
+        :mod:`fleetcache.core.memoize`.  ``ttl`` replaces the policy's, checked now.  The
+        result has ``.cache``, ``.request(*args, **kwargs)`` and ``.forget(*args, **kwargs)``.
+        """
+        use = memo_policy(self.policy, policy, ttl)
+
+        def decorate(func: Callable[P, Awaitable[R]]) -> AsyncMemoized[P, R]:
+            check_kind_async(func)
+            request_of = request_builder(func, key=key, name=name)
+
+            @functools.wraps(func)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                request = request_of(*args, **kwargs)
+                return await self.get_or_set(request, lambda: func(*args, **kwargs), policy=use)
+
+            async def forget(*args: P.args, **kwargs: P.kwargs) -> bool:
+                return await self.delete(request_of(*args, **kwargs))
+
+            return cast("AsyncMemoized[P, R]", expose(wrapper, self, request_of, forget))
+
+        return decorate if fn is None else decorate(fn)
 
     @property
     def generation(self) -> int | None:

@@ -11,10 +11,11 @@ one event loop).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast, overload
 
 import redis
 
@@ -31,6 +32,15 @@ from fleetcache.core.call import ComputeCall
 from fleetcache.core.clock import SYSTEM_CLOCK, Clock
 from fleetcache.core.failmode import FailMode
 from fleetcache.core.keys import EntryKeys, KeyLayout, request_hash, validate_namespace
+from fleetcache.core.memoize import (
+    Memoized,
+    P,
+    R,
+    check_kind,
+    expose,
+    memo_policy,
+    request_builder,
+)
 from fleetcache.core.miss import MISS
 from fleetcache.core.policy import Policy
 from fleetcache.core.runtime import current_loop
@@ -232,6 +242,57 @@ class Cache:
         if shared:
             self.stats.incr("coalesced")
         return value
+
+    @overload
+    def memoize(self, fn: Callable[P, R], /) -> Memoized[P, R]: ...
+
+    @overload
+    def memoize(
+        self,
+        fn: None = None,
+        /,
+        *,
+        ttl: float | None = None,
+        policy: Policy | None = None,
+        key: Callable[..., Any] | None = None,
+        name: str | None = None,
+    ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
+
+    def memoize(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        ttl: float | None = None,
+        policy: Policy | None = None,
+        key: Callable[..., Any] | None = None,
+        name: str | None = None,
+    ) -> Any:
+        """Decorator: a function whose results are cached here, one call fleet-wide.
+
+        ``@cache.memoize`` or ``@cache.memoize(ttl=, policy=, key=, name=)`` (Cache
+        takes coroutine functions, Cache plain ones).  The request of a call (its arguments
+        as JSON data, or ``key(*args, **kwargs)``) is described in
+        :mod:`fleetcache.core.memoize`.  ``ttl`` replaces the policy's, checked now.  The
+        result has ``.cache``, ``.request(*args, **kwargs)`` and ``.forget(*args, **kwargs)``.
+        """
+        use = memo_policy(self.policy, policy, ttl)
+
+        def decorate(func: Callable[P, R]) -> Memoized[P, R]:
+            check_kind(func)
+            request_of = request_builder(func, key=key, name=name)
+
+            @functools.wraps(func)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                request = request_of(*args, **kwargs)
+                return self.get_or_set(request, lambda: func(*args, **kwargs), policy=use)
+
+            def forget(*args: P.args, **kwargs: P.kwargs) -> bool:
+                return self.delete(request_of(*args, **kwargs))
+
+            return cast("Memoized[P, R]", expose(wrapper, self, request_of, forget))
+
+        return decorate if fn is None else decorate(fn)
 
     @property
     def generation(self) -> int | None:
