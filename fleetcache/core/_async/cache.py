@@ -42,7 +42,7 @@ from fleetcache.core.memoize import (
 from fleetcache.core.miss import MISS
 from fleetcache.core.policy import Policy
 from fleetcache.core.runtime import current_loop_async
-from fleetcache.core.stats import Stats
+from fleetcache.core.stats import UPSTREAM_SECONDS, Stats
 from fleetcache.core.throttle import Throttle
 from fleetcache.errors import BackendError
 from fleetcache.locking._async.base import AsyncLock
@@ -438,9 +438,13 @@ class AsyncCache:
                 return value
         else:
             self._fail.skipped(policy)
-        if not call.ran:
-            self.stats.incr("upstream_calls")
-        return await call()
+        if call.ran:  # compute ran before Redis failed: its outcome, not a second call
+            return await call()
+        self.stats.incr("upstream_calls")
+        try:
+            return await call()
+        finally:
+            self.stats.observe(UPSTREAM_SECONDS, call.seconds)
 
     async def _resolve_with_redis(  # noqa: PLR0917 - the call's whole context
         self,

@@ -21,7 +21,7 @@ from fleetcache.core.clock import Clock
 from fleetcache.core.keys import EntryKeys
 from fleetcache.core.policy import Policy
 from fleetcache.core.runtime import checkpoint_async
-from fleetcache.core.stats import Stats
+from fleetcache.core.stats import FOLLOWER_WAIT_SECONDS, Stats
 from fleetcache.errors import LeaderFailed, WaitTimeout
 
 _GONE = (freshness.Verdict.EXPIRED, freshness.Verdict.TOO_OLD)
@@ -82,6 +82,7 @@ class AsyncFollower:
                         return await self._leader.run(b, flight, request, keys, lease, call,
                                                       policy)
         stats.incr("followed")
+        stats.observe(FOLLOWER_WAIT_SECONDS, clock.monotonic() - start)
         return found.value
 
     async def _peek(

@@ -44,7 +44,7 @@ from fleetcache.core.memoize import (
 from fleetcache.core.miss import MISS
 from fleetcache.core.policy import Policy
 from fleetcache.core.runtime import current_loop
-from fleetcache.core.stats import Stats
+from fleetcache.core.stats import UPSTREAM_SECONDS, Stats
 from fleetcache.core.throttle import Throttle
 from fleetcache.errors import BackendError
 from fleetcache.locking._sync.base import Lock
@@ -440,9 +440,13 @@ class Cache:
                 return value
         else:
             self._fail.skipped(policy)
-        if not call.ran:
-            self.stats.incr("upstream_calls")
-        return call()
+        if call.ran:  # compute ran before Redis failed: its outcome, not a second call
+            return call()
+        self.stats.incr("upstream_calls")
+        try:
+            return call()
+        finally:
+            self.stats.observe(UPSTREAM_SECONDS, call.seconds)
 
     def _resolve_with_redis(  # noqa: PLR0917 - the call's whole context
         self,

@@ -24,7 +24,7 @@ from fleetcache.core.clock import Clock
 from fleetcache.core.keys import EntryKeys, KeyLayout
 from fleetcache.core.policy import Policy
 from fleetcache.core.runtime import checkpoint
-from fleetcache.core.stats import Stats
+from fleetcache.core.stats import UPSTREAM_SECONDS, Stats
 from fleetcache.core.throttle import Throttle
 from fleetcache.errors import BackendError, CodecError, FleetcacheError
 from fleetcache.locking.watchdog import Watchdog
@@ -99,7 +99,10 @@ class Leader:
                 return env.value
             stats.incr("upstream_calls")
             try:
-                value = call()
+                try:
+                    value = call()
+                finally:
+                    stats.observe(UPSTREAM_SECONDS, call.seconds)
                 keep = policy.cache_if is None or bool(policy.cache_if(request, value))
                 now = self._clock.time()
                 payload = envelope.encode(
