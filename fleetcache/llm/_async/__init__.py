@@ -1,0 +1,1 @@
+"""The asyncio source of the cached SDK endpoints (``../_sync`` is generated from it)."""
