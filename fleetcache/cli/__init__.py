@@ -30,6 +30,7 @@ BENCHES: dict[str, str] = {
     "hit": "fleetcache.cli.bench_hit",
     "lock": "fleetcache.cli.bench_lock",
     "fresh": "fleetcache.cli.bench_fresh",
+    "llm": "fleetcache.cli.bench_llm",
 }
 
 Runner = Callable[[argparse.Namespace], int]

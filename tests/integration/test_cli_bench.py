@@ -363,3 +363,22 @@ def test_bench_fresh_plot_without_matplotlib(
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     assert main(cli("bench fresh", dead_url(), "--plot out.png")) == 2
     assert "pip install 'fleetcache[plot]'" in capsys.readouterr().err
+
+
+def test_bench_llm_hits_never_reach_the_server(redis_node: RedisNode,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """bench llm: SDK hits return the stored completion without a server call, and its
+    ratios are the quotients of the medians it reports; it leaves no keys behind."""
+    status, out = run_json(capsys, cli("bench llm", redis_node.url,
+                                       "--rounds 3 --ops 200 --value-size 800"))
+    assert status == 0
+    assert out["wrong_values"] == 0
+    assert out["server_calls"] == 0
+    medians = out["median_op_s"]
+    raw = medians["raw GET + orjson.loads"]
+    for name, ratio in out["time_vs_raw_get"].items():
+        assert ratio == pytest.approx(medians[name] / raw, rel=1e-12)
+    assert out["openai_time_vs_cache_get"] == pytest.approx(
+        medians["cached(OpenAI()) create"] / medians["cache.get"], rel=1e-12)
+    assert out["config"]["value_json_bytes"] == len(orjson.dumps(sized_completion(800)))
+    assert leftovers(redis_node.url, "fc:bench-llm*", "fcbench:bench-llm*") == []
