@@ -1,12 +1,13 @@
-"""The simulated LLM of the demo and the benchmarks: requests and fake completions.
+"""Requests and completions of the demo and the benchmarks.
 
-Everything here is deterministic, so that a cached value can be checked for equality with
-what the upstream would have returned.
+``make_request(i)``: the demo's ``i``-th chat completion request (its answers come from the
+simulated LLM server, :mod:`fleetcache.testing.llm_server`); ``sized_completion(size)``: a
+realistic completion of a given JSON size, the value of the benchmarks.  Everything here is
+deterministic.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import orjson
@@ -38,21 +39,6 @@ def make_request(i: int) -> dict[str, Any]:
             {"role": "user", "content": question},
         ],
         "temperature": 0,
-    }
-
-
-def fake_completion(i: int) -> dict[str, Any]:
-    """The deterministic fake completion of request ``i``."""
-    digest = hashlib.sha256(f"demo-{i}".encode()).hexdigest()
-    text = f"Simulated answer #{i} ({digest[:12]}). " * 4
-    return {
-        "id": f"chatcmpl-{digest[:24]}",
-        "object": "chat.completion",
-        "model": MODEL,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-        ],
-        "usage": {"prompt_tokens": 21, "completion_tokens": 48, "total_tokens": 69},
     }
 
 

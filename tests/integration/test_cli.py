@@ -6,6 +6,7 @@ import json
 import math
 import socket
 import statistics
+import sys
 from typing import Any
 
 import orjson
@@ -65,10 +66,17 @@ def test_parser_has_every_registered_command() -> None:
     assert set(LOCKS) >= {"setnx", "fenced"}
 
 
+def port_closed(url: str) -> bool:
+    """Whether nothing listens any more at the host:port of the http ``url``."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    with socket.socket() as sock:
+        return sock.connect_ex((host, int(port))) != 0
+
+
 def test_demo_makes_one_call_per_prompt(
     redis_node: RedisNode, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Through fleetcache, every distinct prompt reaches the upstream exactly once."""
+    """Through fleetcache, the LLM server counts exactly one call per distinct prompt asked."""
     status, out = run_json(
         capsys,
         cli(
@@ -80,9 +88,15 @@ def test_demo_makes_one_call_per_prompt(
     assert status == 0
     assert out["requests"] == 24
     assert out["errors"] == out["wrong_values"] == out["workers_failed"] == 0
+    assert 1 <= out["distinct_prompts_asked"] <= 3
+    assert out["upstream_calls"] == out["distinct_prompts_asked"]  # the server's count
     assert out["duplicate_upstream_calls"] == 0
-    assert out["upstream_calls"] == out["distinct_prompts_computed"] <= 3
     assert out["calls_saved"] == 24 - out["upstream_calls"]
+    # The clients agree: each prompt asked was fetched by exactly one of them.
+    assert out["calls_per_prompt"] == dict.fromkeys(out["calls_per_prompt"], 1)
+    assert len(out["calls_per_prompt"]) == out["distinct_prompts_asked"]
+    assert out["conclusion"] == "fleetcache: 0 duplicate upstream calls"
+    assert port_closed(out["llm_server"])  # the demo stopped its LLM server
     client = redis_node.client()
     leftovers = [*client.scan_iter(f"fc:{out['namespace']}:*")]
     leftovers += [*client.scan_iter(f"fcdemo:{out['namespace']}:*")]
@@ -93,7 +107,7 @@ def test_demo_makes_one_call_per_prompt(
 def test_demo_compare_shows_naive_duplicates(
     redis_node: RedisNode, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--compare prints both columns; the naive wrapper's simultaneous misses duplicate calls."""
+    """--compare: naive duplicates server calls, fleetcache makes none; the last line says so."""
     status = main(
         cli(
             "demo",
@@ -104,9 +118,29 @@ def test_demo_compare_shows_naive_duplicates(
     text = capsys.readouterr().out
     assert status == 0
     assert table_row(text, "requests") == ["8", "8"]
+    assert table_row(text, "distinct prompts asked") == ["1", "1"]
+    assert table_row(text, "wrong values") == ["0", "0"]
     fleet, naive = (int(x) for x in table_row(text, "duplicate upstream calls"))
     assert fleet == 0
     assert naive >= 1  # 4 callers start together on one missing prompt
+    calls = [int(x) for x in table_row(text, "upstream calls (server count)")]
+    assert calls == [1, 1 + naive]
+    assert text.rstrip().splitlines()[-1] == (
+        f"naive: {naive} duplicate upstream call{'' if naive == 1 else 's'}; fleetcache: 0"
+    )
+
+
+def test_demo_without_the_openai_sdk(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the OpenAI SDK the demo exits 1 with an install hint, no traceback, no I/O."""
+    monkeypatch.setitem(sys.modules, "openai", None)  # `import openai` raises ImportError
+    assert main(["demo", "--redis", dead_url()]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        "the demo needs the OpenAI SDK: pip install 'fleetcache[openai]'"
+    )
+    assert "Traceback" not in captured.out + captured.err
 
 
 @pytest.mark.parametrize("lock", sorted(LOCKS))
