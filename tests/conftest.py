@@ -8,6 +8,8 @@ The provider is chosen by `FLEETCACHE_REDIS` (containers | local | auto). Fixtur
 - `r` (function): a client to the shared node, its data flushed before the test.
 - `fresh_node` (function): a dedicated node the test may kill, pause or restart.
 - `make_nodes` (function): `make_nodes(n, extra_args=())` -> n dedicated nodes.
+- `llm` (function): a real OpenAI/Anthropic-compatible HTTP server on 127.0.0.1
+  (`fleetcache.testing.llm_server`), one per module, counters zeroed and no delays.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 import redis
 
 from fleetcache.testing import NodeProvider, RedisNode, get_provider
+from fleetcache.testing.llm_server import FakeLLMServer
 
 
 @pytest.fixture(scope="session")
@@ -88,3 +91,19 @@ def make_nodes(
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+@pytest.fixture(scope="module")
+def llm_server_module() -> Iterator[FakeLLMServer]:
+    """One fake LLM server (OpenAI/Anthropic-compatible HTTP on 127.0.0.1) per test module."""
+    with FakeLLMServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def llm(llm_server_module: FakeLLMServer) -> FakeLLMServer:
+    """The module's fake LLM server with its counters zeroed and no delays."""
+    llm_server_module.reset()
+    llm_server_module.latency = 0.0
+    llm_server_module.chunk_delay = 0.0
+    return llm_server_module
