@@ -7,7 +7,7 @@ import collections
 import contextlib
 import inspect
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import redis
 from redis import asyncio as aioredis
@@ -21,7 +21,20 @@ from redis.retry import Retry
 from fleetcache.errors import BackendError, CommandRefused
 
 #: Everything redis-py or a socket can raise: mapped to BackendError at the boundary.
-REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+#: (redis-py's cluster client raises ``RedisClusterException``s -- a slot no reachable
+#: master serves, a cluster it cannot map -- which are not ``RedisError``s.)
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.RedisError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+)
+
+#: The Redis Cluster clients, sync and asyncio.
+CLUSTER_CLIENTS: tuple[type[Any], ...] = (redis.RedisCluster, aioredis.RedisCluster)
+
+#: What the cache talks to: one node or a cluster (sync, and its asyncio twin).
+Client: TypeAlias = redis.Redis | redis.RedisCluster
+AsyncClient: TypeAlias = aioredis.Redis | aioredis.RedisCluster
 
 #: Error replies that mean the server cannot serve anything right now: an outage.
 OUTAGE_REPLIES = frozenset({"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"})
@@ -61,6 +74,8 @@ def is_outage(exc: BaseException) -> bool:
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,
             redis.exceptions.InvalidResponse,
+            redis.exceptions.RedisClusterException,
+            redis.exceptions.ClusterError,
             OSError,
         ),
     )
@@ -216,6 +231,9 @@ def _clone(
         else (redis.ConnectionPool, redis.BlockingConnectionPool, redis.Redis, Retry)
     )
     plain_cls, pool_cls, client_cls, retry_cls = classes
+    if isinstance(client, CLUSTER_CLIENTS):
+        return _clone_cluster(client, asyncio, retries=retries, max_connections=max_connections,
+                              **overrides)
     pool: Any = getattr(client, "connection_pool", None)
     if type(pool) is not plain_cls:
         return None
@@ -229,6 +247,63 @@ def _clone(
         connection_class=pool.connection_class, max_connections=size, timeout=wait, **kwargs
     )
     return client_cls(connection_pool=new_pool)
+
+
+#: Connection settings of a user's cluster client that a copy keeps (auth, TLS, naming);
+#: timeouts, retries and the pool size are the copy's own, and it never decodes.
+_CLUSTER_KEPT = (
+    "username", "password", "credential_provider", "client_name", "socket_keepalive",
+    "socket_keepalive_options", "ssl", "ssl_ca_certs", "ssl_ca_data", "ssl_cert_reqs",
+    "ssl_certfile", "ssl_keyfile", "ssl_check_hostname", "ssl_min_version", "ssl_ciphers",
+    "address_remap",
+)
+
+
+class _MapFirstAsyncCluster(aioredis.RedisCluster):
+    """redis-py's asyncio cluster client, mapping the cluster before its first command.
+
+    redis-py 8 resolves a command's routing policy (which may ask a node) *before* it maps
+    the cluster; many tasks sending their first commands at once -- a cache's first burst,
+    Lua scripts falling back from NOSCRIPT -- then race on half-open connections
+    (``'NoneType' object has no attribute 'writelines'``).  Mapping first, under redis-py's
+    own lock, removes the race; afterwards it is one attribute check per command.
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """Map the cluster if it is not mapped yet, then run the command."""
+        if self._initialize:
+            await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
+def _clone_cluster(
+    client: Any, asyncio: bool, *, retries: int, max_connections: int | None, **overrides: Any
+) -> Any:
+    """A new cluster client that knows ``client``'s nodes, with its auth and TLS settings,
+    bounded timeouts (``overrides``), ``retries`` immediate retries of a failed command,
+    RESP2 and no response decoding.  MOVED and ASK redirections are followed by redis-py
+    (they are not failures); a slot nobody serves, CLUSTERDOWN or TRYAGAIN surface as
+    outages (``is_outage``) after the retries, and the breaker takes it from there."""
+    # the nodes it knows (none before an asyncio client's first command) and its seeds
+    known = {(n.host, n.port) for n in client.get_nodes()}
+    known |= {(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()}
+    if asyncio:
+        kwargs: dict[str, Any] = dict(client.connection_kwargs)
+        nodes: list[Any] = [aioredis.cluster.ClusterNode(h, p) for h, p in sorted(known)]
+        cls: Any = _MapFirstAsyncCluster
+        retry: Any = AsyncRetry(NoBackoff(), retries)
+    else:
+        kwargs = dict(client.nodes_manager.connection_kwargs)
+        nodes = [redis.cluster.ClusterNode(h, p) for h, p in sorted(known)]
+        cls = redis.RedisCluster
+        retry = Retry(NoBackoff(), retries)
+    if kwargs.get("decode_responses"):
+        raise ValueError("fleetcache stores bytes: pass a client without decode_responses=True")
+    kept = {k: kwargs[k] for k in _CLUSTER_KEPT if kwargs.get(k) is not None}
+    if max_connections is not None:
+        kept["max_connections"] = max_connections
+    return cls(startup_nodes=nodes, retry=retry, protocol=2, decode_responses=False,
+               **kept, **overrides)
 
 
 def _bounded(
@@ -250,27 +325,28 @@ def _bounded(
 
 
 def bounded_client(
-    client: redis.Redis, timeout: float | None, max_connections: int | None = None
-) -> redis.Redis:
+    client: Client, timeout: float | None, max_connections: int | None = None
+) -> Client:
     """Return a client on its own pool with ``client``'s settings and bounded timeouts.
 
     The copy uses ``timeout`` as connect and read timeout and retries a failed command once
     at once (a pooled connection that went stale when Redis restarted), never redis-py's
     default backoff schedule; it never decodes responses; its pool holds at most
     ``max_connections`` (when given) and waits up to ``timeout`` for a free connection.
+    A cluster client is copied with its nodes, auth and TLS settings (``_clone_cluster``).
     With ``timeout=None``, or a client whose pool is not a plain
-    :class:`redis.ConnectionPool` (Sentinel, blocking pools, clusters), ``client`` itself is
+    :class:`redis.ConnectionPool` (Sentinel, blocking pools), ``client`` itself is
     returned unchanged.
     """
-    result: redis.Redis = _bounded(client, timeout, False, max_connections)
+    result: Client = _bounded(client, timeout, False, max_connections)
     return result
 
 
 def bounded_async_client(
-    client: aioredis.Redis, timeout: float | None, max_connections: int | None = None
-) -> aioredis.Redis:
-    """The asyncio twin of :func:`bounded_client`, for :class:`redis.asyncio.Redis`."""
-    result: aioredis.Redis = _bounded(client, timeout, True, max_connections)
+    client: AsyncClient, timeout: float | None, max_connections: int | None = None
+) -> AsyncClient:
+    """The asyncio twin of :func:`bounded_client`."""
+    result: AsyncClient = _bounded(client, timeout, True, max_connections)
     return result
 
 
@@ -297,19 +373,19 @@ def _lock_client(client: Any, timeout: float, asyncio: bool) -> Any:
     return client
 
 
-def bounded_lock_client(client: redis.Redis, timeout: float) -> redis.Redis:
+def bounded_lock_client(client: Client, timeout: float) -> Client:
     """A copy of a lock backend's client whose calls are bounded by ``timeout``.
 
     Raises ValueError when the client cannot be copied (Sentinel, blocking, cluster pools)
     and has no socket timeout of at most ``timeout`` of its own.
     """
-    result: redis.Redis = _lock_client(client, timeout, False)
+    result: Client = _lock_client(client, timeout, False)
     return result
 
 
-def bounded_lock_async_client(client: aioredis.Redis, timeout: float) -> aioredis.Redis:
+def bounded_lock_async_client(client: AsyncClient, timeout: float) -> AsyncClient:
     """The asyncio twin of :func:`bounded_lock_client`."""
-    result: aioredis.Redis = _lock_client(client, timeout, True)
+    result: AsyncClient = _lock_client(client, timeout, True)
     return result
 
 
@@ -353,11 +429,12 @@ def lua_source(package: str, name: str) -> str:
     return resources.files(package).joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
-def register(client: redis.Redis, package: str, name: str) -> Script:
+def register(client: Client, package: str, name: str) -> Script:
     """Register a shipped Lua script on ``client`` (EVALSHA with a NOSCRIPT fallback)."""
     return client.register_script(lua_source(package, name))
 
 
-def register_async(client: aioredis.Redis, package: str, name: str) -> AsyncScript:
+def register_async(client: AsyncClient, package: str, name: str) -> AsyncScript:
     """The asyncio twin of :func:`register`."""
     return client.register_script(lua_source(package, name))
+

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 from redis import asyncio as aioredis
 
+from fleetcache.backend import AsyncClient
+from fleetcache.clusters import AsyncClusterSubscriber
 from fleetcache.core.notifier import (
     PING_EVERY,
     READ_TIMEOUT,
@@ -60,7 +62,7 @@ class AsyncNotifier:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AsyncClient | AsyncClusterSubscriber,
         channel: str,
         on_connect: Callable[[], Awaitable[None]],
         on_generation: Callable[[int], Awaitable[None]],

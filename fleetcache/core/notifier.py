@@ -27,7 +27,8 @@ from collections.abc import Callable
 
 import redis
 
-from fleetcache.backend import is_outage, reply_code
+from fleetcache.backend import Client, is_outage, reply_code
+from fleetcache.clusters import ClusterSubscriber
 from fleetcache.core import events
 from fleetcache.core.throttle import Throttle
 
@@ -204,7 +205,7 @@ class Notifier:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Client | ClusterSubscriber,
         channel: str,
         on_connect: Callable[[], None],
         on_generation: Callable[[int], None],

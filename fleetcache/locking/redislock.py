@@ -52,7 +52,9 @@ class RedisLockAdapter(LockBase):
 
     def bounded(self, timeout: float) -> Self:
         """A copy whose every call is bounded by ``timeout`` seconds."""
-        return self.on_client(bounded_lock_client(self.client, timeout))
+        bounded = bounded_lock_client(self.client, timeout)
+        assert isinstance(bounded, redis.Redis)  # the adapter takes plain clients only
+        return self.on_client(bounded)
 
     def _lock(self, name: str, ttl: float, token: str) -> Any:
         return redis_lock.Lock(self.client, name, expire=whole_seconds(ttl), id=token)

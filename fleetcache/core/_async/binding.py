@@ -15,9 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis import asyncio as aioredis
-
-from fleetcache.backend import bounded_async_client
+from fleetcache.backend import AsyncClient, bounded_async_client
+from fleetcache.clusters import AsyncClusterSubscriber, subscriber_async
 from fleetcache.core._async.store import AsyncStore
 from fleetcache.core.async_notifier import AsyncNotifier
 from fleetcache.core.background import AsyncBackground
@@ -41,7 +40,7 @@ class AsyncBinding:
         loop: Any,
         store: AsyncStore,
         lock: AsyncLock,
-        owned: list[aioredis.Redis],
+        owned: list[AsyncClient | AsyncClusterSubscriber],
     ) -> None:
         #: The event loop this binding belongs to (None: not used on any loop yet).
         self.loop = loop
@@ -70,8 +69,8 @@ class AsyncBinding:
 
 
 def bind_lock_async(
-    source: AsyncLock | None, client: aioredis.Redis, own: aioredis.Redis, policy: Policy
-) -> tuple[AsyncLock, list[aioredis.Redis]]:
+    source: AsyncLock | None, client: AsyncClient, own: AsyncClient, policy: Policy
+) -> tuple[AsyncLock, list[AsyncClient]]:
     """The lock the cache's leaders use, and the clients it opened for it.
 
     The default is a fenced lock on the cache's own bounded pool, whose fence counters
@@ -84,7 +83,7 @@ def bind_lock_async(
     timeout = policy.redis_timeout
     if timeout is None:
         return source, []
-    on_client: Callable[[aioredis.Redis], AsyncLock] | None = getattr(source, "on_client", None)
+    on_client: Callable[[AsyncClient], AsyncLock] | None = getattr(source, "on_client", None)
     if on_client is not None and getattr(source, "client", None) is client:
         return on_client(own), []
     bounded: Callable[[float], AsyncLock] | None = getattr(source, "bounded", None)
@@ -105,7 +104,7 @@ def _clients_of(lock: object) -> list[Any]:
 
 def bind_async(  # noqa: PLR0917 - one call site, the cache's _bind
     loop: Any,
-    client: aioredis.Redis,
+    client: AsyncClient,
     lock_source: AsyncLock | None,
     policy: Policy,
     layout: KeyLayout,
@@ -119,9 +118,13 @@ def bind_async(  # noqa: PLR0917 - one call site, the cache's _bind
     own = bounded_async_client(client, policy.redis_timeout, policy.max_connections)
     owned = [own] if own is not client else []
     lock, lock_owned = bind_lock_async(lock_source, client, own, policy)
-    b = AsyncBinding(loop, AsyncStore(own, layout, gen_ttl_ms), lock, owned + lock_owned)
+    sub = subscriber_async(own)
+    owned_all: list[AsyncClient | AsyncClusterSubscriber] = [*owned, *lock_owned]
+    if sub is not own:
+        owned_all.append(sub)
+    b = AsyncBinding(loop, AsyncStore(own, layout, gen_ttl_ms), lock, owned_all)
     b.notifier = AsyncNotifier(
-        own,
+        sub,
         layout.channel,
         functools.partial(on_connect, b),
         functools.partial(on_generation, b),

@@ -17,6 +17,7 @@ from typing import Any, cast, overload
 
 from redis import asyncio as aioredis
 
+from fleetcache.clusters import disconnect_async
 from fleetcache.core import envelope, forksafe, freshness
 from fleetcache.core._async.binding import AsyncBinding, bind_async
 from fleetcache.core._async.follower import AsyncFollower
@@ -58,7 +59,8 @@ _LOCK_METHODS = ("try_acquire", "extend", "release")
 class AsyncCache:
     """A Redis cache of expensive calls with one upstream call per key, fleet-wide.
 
-    ``client`` is a :class:`redis.asyncio.Redis`; unless ``policy.redis_timeout`` is None
+    ``client`` is a Redis client (``aioredis.Redis``) or a Redis Cluster client
+    (``aioredis.RedisCluster``, ARCHITECTURE §14); unless ``policy.redis_timeout`` is None
     the cache opens its own connection pool (at most ``policy.max_connections``) with that
     client's connection settings and bounded timeouts.  ``lock`` defaults to an
     :class:`~fleetcache.locking.AsyncFencedLock` on that pool; a lock of ours built on
@@ -67,16 +69,17 @@ class AsyncCache:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | aioredis.RedisCluster,
         namespace: str = "default",
         lock: AsyncLock | None = None,
         policy: Policy | None = None,
         *,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        if not isinstance(client, aioredis.Redis):
+        if not isinstance(client, (aioredis.Redis, aioredis.RedisCluster)):
             raise TypeError(
-                f"AsyncCache needs a redis.asyncio.Redis client, not {type(client).__name__}"
+                "AsyncCache needs a redis.asyncio.Redis or redis.asyncio.RedisCluster client, "
+                f"not {type(client).__name__}"
             )
         if policy is None:
             policy = Policy()
@@ -334,7 +337,7 @@ class AsyncCache:
             )
         await b.notifier.stop()
         for client in b.owned:
-            await client.connection_pool.disconnect()
+            await disconnect_async(client)
 
     async def __aenter__(self) -> AsyncCache:
         return self

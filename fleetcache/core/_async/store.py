@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis import asyncio as aioredis
-
-from fleetcache.backend import REDIS_ERRORS, as_backend_error, map_redis_errors, register_async
+from fleetcache.backend import (
+    REDIS_ERRORS,
+    AsyncClient,
+    as_backend_error,
+    map_redis_errors,
+    register_async,
+)
 from fleetcache.core import events
 from fleetcache.core.keys import EntryKeys, KeyLayout
 
@@ -27,7 +31,7 @@ REFUSED, DONE, UNPUBLISHED = 0, 1, 2
 class AsyncStore:
     """The Redis side of one cache: entries, fences, failure records, the generation."""
 
-    def __init__(self, client: aioredis.Redis, layout: KeyLayout, gen_ttl_ms: int) -> None:
+    def __init__(self, client: AsyncClient, layout: KeyLayout, gen_ttl_ms: int) -> None:
         self.redis = client
         self._layout = layout
         self._gen_ttl_ms = gen_ttl_ms

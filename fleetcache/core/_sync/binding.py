@@ -17,9 +17,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
-from fleetcache.backend import bounded_client
+from fleetcache.backend import Client, bounded_client
+from fleetcache.clusters import ClusterSubscriber, subscriber
 from fleetcache.core._sync.store import Store
 from fleetcache.core.notifier import Notifier
 from fleetcache.core.background import Background
@@ -43,7 +42,7 @@ class Binding:
         loop: Any,
         store: Store,
         lock: Lock,
-        owned: list[redis.Redis],
+        owned: list[Client | ClusterSubscriber],
     ) -> None:
         #: The event loop this binding belongs to (None: not used on any loop yet).
         self.loop = loop
@@ -72,8 +71,8 @@ class Binding:
 
 
 def bind_lock(
-    source: Lock | None, client: redis.Redis, own: redis.Redis, policy: Policy
-) -> tuple[Lock, list[redis.Redis]]:
+    source: Lock | None, client: Client, own: Client, policy: Policy
+) -> tuple[Lock, list[Client]]:
     """The lock the cache's leaders use, and the clients it opened for it.
 
     The default is a fenced lock on the cache's own bounded pool, whose fence counters
@@ -86,7 +85,7 @@ def bind_lock(
     timeout = policy.redis_timeout
     if timeout is None:
         return source, []
-    on_client: Callable[[redis.Redis], Lock] | None = getattr(source, "on_client", None)
+    on_client: Callable[[Client], Lock] | None = getattr(source, "on_client", None)
     if on_client is not None and getattr(source, "client", None) is client:
         return on_client(own), []
     bounded: Callable[[float], Lock] | None = getattr(source, "bounded", None)
@@ -107,7 +106,7 @@ def _clients_of(lock: object) -> list[Any]:
 
 def bind(  # noqa: PLR0917 - one call site, the cache's _bind
     loop: Any,
-    client: redis.Redis,
+    client: Client,
     lock_source: Lock | None,
     policy: Policy,
     layout: KeyLayout,
@@ -121,9 +120,13 @@ def bind(  # noqa: PLR0917 - one call site, the cache's _bind
     own = bounded_client(client, policy.redis_timeout, policy.max_connections)
     owned = [own] if own is not client else []
     lock, lock_owned = bind_lock(lock_source, client, own, policy)
-    b = Binding(loop, Store(own, layout, gen_ttl_ms), lock, owned + lock_owned)
+    sub = subscriber(own)
+    owned_all: list[Client | ClusterSubscriber] = [*owned, *lock_owned]
+    if sub is not own:
+        owned_all.append(sub)
+    b = Binding(loop, Store(own, layout, gen_ttl_ms), lock, owned_all)
     b.notifier = Notifier(
-        own,
+        sub,
         layout.channel,
         functools.partial(on_connect, b),
         functools.partial(on_generation, b),

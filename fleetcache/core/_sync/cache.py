@@ -19,6 +19,7 @@ from typing import Any, cast, overload
 
 import redis
 
+from fleetcache.clusters import disconnect
 from fleetcache.core import envelope, forksafe, freshness
 from fleetcache.core._sync.binding import Binding, bind
 from fleetcache.core._sync.follower import Follower
@@ -60,7 +61,8 @@ _LOCK_METHODS = ("try_acquire", "extend", "release")
 class Cache:
     """A Redis cache of expensive calls with one upstream call per key, fleet-wide.
 
-    ``client`` is a :class:`redis.Redis`; unless ``policy.redis_timeout`` is None
+    ``client`` is a Redis client (``redis.Redis``) or a Redis Cluster client
+    (``redis.RedisCluster``, ARCHITECTURE §14); unless ``policy.redis_timeout`` is None
     the cache opens its own connection pool (at most ``policy.max_connections``) with that
     client's connection settings and bounded timeouts.  ``lock`` defaults to an
     :class:`~fleetcache.locking.FencedLock` on that pool; a lock of ours built on
@@ -69,16 +71,17 @@ class Cache:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         namespace: str = "default",
         lock: Lock | None = None,
         policy: Policy | None = None,
         *,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        if not isinstance(client, redis.Redis):
+        if not isinstance(client, (redis.Redis, redis.RedisCluster)):
             raise TypeError(
-                f"Cache needs a redis.Redis client, not {type(client).__name__}"
+                "Cache needs a redis.Redis or redis.asyncio.RedisCluster client, "
+                f"not {type(client).__name__}"
             )
         if policy is None:
             policy = Policy()
@@ -336,7 +339,7 @@ class Cache:
             )
         b.notifier.stop()
         for client in b.owned:
-            client.connection_pool.disconnect()
+            disconnect(client)
 
     def __enter__(self) -> Cache:
         return self

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from fleetcache.backend import map_redis_errors
+from fleetcache.clusters import primaries, scan_reply
 from fleetcache.core.keys import KeyLayout, validate_namespace
 from fleetcache.core.purge_keys import is_superseded
 
@@ -31,7 +32,7 @@ def check_purge_args(current: int, batch: int) -> None:
 
 
 def purge(
-    client: redis.Redis,
+    client: redis.Redis | redis.RedisCluster,
     layout: KeyLayout,
     current: int,
     *,
@@ -57,22 +58,26 @@ def purge(
     :class:`~fleetcache.errors.BackendError` (:class:`~fleetcache.errors.CommandRefused` for
     an error reply).
 
-    Written for one node: a Redis Cluster client will need it run on every master (SCAN
-    walks one node's keyspace); that is a later issue.
+    With a Redis Cluster client, every master is walked in turn (SCAN walks one node's
+    keyspace); UNLINK is split by slot by the client.
     """
     check_purge_args(current, batch)
     namespace = validate_namespace(layout.namespace)
     scanned = deleted = 0
-    cursor: Any = 0
-    while True:
-        with map_redis_errors("purge: SCAN"):
-            cursor, keys = client.scan(cursor=cursor, match=layout.pattern, count=batch)
-        scanned += len(keys)
-        old = [key for key in keys if is_superseded(key, namespace, current)]
-        for start in range(0, len(old), batch):
-            with map_redis_errors("purge: UNLINK"):
-                deleted += int(client.unlink(*old[start : start + batch]))
-        if progress is not None:
-            progress(scanned, deleted)
-        if int(cursor) == 0:
-            return deleted
+    for node in primaries(client):
+        target: dict[str, Any] = {} if node is None else {"target_nodes": node}
+        cursor = 0
+        while True:
+            with map_redis_errors("purge: SCAN"):
+                cursor, keys = scan_reply(client.scan(
+                    cursor=cursor, match=layout.pattern, count=batch, **target))
+            scanned += len(keys)
+            old = [key for key in keys if is_superseded(key, namespace, current)]
+            for start in range(0, len(old), batch):
+                with map_redis_errors("purge: UNLINK"):
+                    deleted += int(client.unlink(*old[start : start + batch]))
+            if progress is not None:
+                progress(scanned, deleted)
+            if cursor == 0:
+                break
+    return deleted

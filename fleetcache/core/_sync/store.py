@@ -14,9 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-
-from fleetcache.backend import REDIS_ERRORS, as_backend_error, map_redis_errors, register
+from fleetcache.backend import (
+    REDIS_ERRORS,
+    Client,
+    as_backend_error,
+    map_redis_errors,
+    register,
+)
 from fleetcache.core import events
 from fleetcache.core.keys import EntryKeys, KeyLayout
 
@@ -29,7 +33,7 @@ REFUSED, DONE, UNPUBLISHED = 0, 1, 2
 class Store:
     """The Redis side of one cache: entries, fences, failure records, the generation."""
 
-    def __init__(self, client: redis.Redis, layout: KeyLayout, gen_ttl_ms: int) -> None:
+    def __init__(self, client: Client, layout: KeyLayout, gen_ttl_ms: int) -> None:
         self.redis = client
         self._layout = layout
         self._gen_ttl_ms = gen_ttl_ms

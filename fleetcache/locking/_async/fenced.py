@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import time
 
-from redis import asyncio as aioredis
-
-from fleetcache.backend import map_redis_errors, register_async
+from fleetcache.backend import AsyncClient, map_redis_errors, register_async
 from fleetcache.locking._async.setnx import AsyncSetNxLock
 from fleetcache.locking.checks import check_name, check_seconds, ttl_ms
 from fleetcache.locking.lease import Lease, drift, new_token
@@ -40,13 +38,13 @@ class AsyncFencedLock(AsyncSetNxLock):
     """
 
     def __init__(
-        self, client: aioredis.Redis, *, prefix: str = "", counter_ttl: float = COUNTER_TTL
+        self, client: AsyncClient, *, prefix: str = "", counter_ttl: float = COUNTER_TTL
     ) -> None:
         check_seconds("counter_ttl", counter_ttl)
         self.counter_ttl = counter_ttl
         super().__init__(client, prefix=prefix)
 
-    def _use(self, client: aioredis.Redis) -> None:
+    def _use(self, client: AsyncClient) -> None:
         super()._use(client)
         self._acquire = register_async(client, _PKG, "fenced_acquire")
 

@@ -20,7 +20,12 @@ from typing import Self
 
 from redis import asyncio as aioredis
 
-from fleetcache.backend import bounded_lock_async_client, map_redis_errors, register_async
+from fleetcache.backend import (
+    AsyncClient,
+    bounded_lock_async_client,
+    map_redis_errors,
+    register_async,
+)
 from fleetcache.errors import LockLost
 from fleetcache.locking._async.base import AsyncLockBase
 from fleetcache.locking.checks import check_lease, check_name, check_seconds, ttl_ms
@@ -32,22 +37,22 @@ _PKG = "fleetcache.locking"
 class AsyncSetNxLock(AsyncLockBase):
     """Lock on one Redis server with ``SET NX PX`` and Lua compare-and-delete."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
-        if not isinstance(client, aioredis.Redis):
+    def __init__(self, client: AsyncClient, *, prefix: str = "") -> None:
+        if not isinstance(client, (aioredis.Redis, aioredis.RedisCluster)):
             raise TypeError(
-                f"{type(self).__name__} needs a redis.asyncio.Redis client, "
+                f"{type(self).__name__} needs a redis.asyncio.Redis or RedisCluster client, "
                 f"not {type(client).__name__}"
             )
         self.prefix = prefix
         self._use(client)
 
-    def _use(self, client: aioredis.Redis) -> None:
+    def _use(self, client: AsyncClient) -> None:
         """Talk to Redis through ``client`` (its scripts registered on it)."""
         self.client = client
         self._release = register_async(client, _PKG, "compare_and_delete")
         self._extend = register_async(client, _PKG, "compare_and_extend")
 
-    def on_client(self, client: aioredis.Redis) -> Self:
+    def on_client(self, client: AsyncClient) -> Self:
         """A copy of this lock (same class, keys and options) that talks through ``client``."""
         twin = copy.copy(self)
         twin._use(client)

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import time
 
-import redis
-
-from fleetcache.backend import map_redis_errors, register
+from fleetcache.backend import Client, map_redis_errors, register
 from fleetcache.locking._sync.setnx import SetNxLock
 from fleetcache.locking.checks import check_name, check_seconds, ttl_ms
 from fleetcache.locking.lease import Lease, drift, new_token
@@ -42,13 +40,13 @@ class FencedLock(SetNxLock):
     """
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str = "", counter_ttl: float = COUNTER_TTL
+        self, client: Client, *, prefix: str = "", counter_ttl: float = COUNTER_TTL
     ) -> None:
         check_seconds("counter_ttl", counter_ttl)
         self.counter_ttl = counter_ttl
         super().__init__(client, prefix=prefix)
 
-    def _use(self, client: redis.Redis) -> None:
+    def _use(self, client: Client) -> None:
         super()._use(client)
         self._acquire = register(client, _PKG, "fenced_acquire")
 

@@ -22,7 +22,12 @@ from typing import Self
 
 import redis
 
-from fleetcache.backend import bounded_lock_client, map_redis_errors, register
+from fleetcache.backend import (
+    Client,
+    bounded_lock_client,
+    map_redis_errors,
+    register,
+)
 from fleetcache.errors import LockLost
 from fleetcache.locking._sync.base import LockBase
 from fleetcache.locking.checks import check_lease, check_name, check_seconds, ttl_ms
@@ -34,22 +39,22 @@ _PKG = "fleetcache.locking"
 class SetNxLock(LockBase):
     """Lock on one Redis server with ``SET NX PX`` and Lua compare-and-delete."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "") -> None:
-        if not isinstance(client, redis.Redis):
+    def __init__(self, client: Client, *, prefix: str = "") -> None:
+        if not isinstance(client, (redis.Redis, redis.RedisCluster)):
             raise TypeError(
-                f"{type(self).__name__} needs a redis.Redis client, "
+                f"{type(self).__name__} needs a redis.Redis or RedisCluster client, "
                 f"not {type(client).__name__}"
             )
         self.prefix = prefix
         self._use(client)
 
-    def _use(self, client: redis.Redis) -> None:
+    def _use(self, client: Client) -> None:
         """Talk to Redis through ``client`` (its scripts registered on it)."""
         self.client = client
         self._release = register(client, _PKG, "compare_and_delete")
         self._extend = register(client, _PKG, "compare_and_extend")
 
-    def on_client(self, client: redis.Redis) -> Self:
+    def on_client(self, client: Client) -> Self:
         """A copy of this lock (same class, keys and options) that talks through ``client``."""
         twin = copy.copy(self)
         twin._use(client)
