@@ -21,9 +21,11 @@ from __future__ import annotations
 import time
 
 from fleetcache.backend import Client, map_redis_errors, register
+from fleetcache.clusters import is_cluster
 from fleetcache.locking._sync.setnx import SetNxLock
 from fleetcache.locking.checks import check_name, check_seconds, ttl_ms
 from fleetcache.locking.lease import Lease, drift, new_token
+from fleetcache.locking.slots import check_cluster_name, companion
 
 _PKG = "fleetcache.locking"
 #: Default lifetime of a name's fence counter after its last grant (seconds).
@@ -49,15 +51,19 @@ class FencedLock(SetNxLock):
     def _use(self, client: Client) -> None:
         super()._use(client)
         self._acquire = register(client, _PKG, "fenced_acquire")
+        self._on_cluster = is_cluster(client)
 
     def fence_key(self, name: str) -> str:
-        """The key holding ``name``'s fence counter."""
-        return self._key(name) + ":fence"
+        """The key holding ``name``'s fence counter, in the lock key's Cluster slot
+        (:func:`fleetcache.locking.slots.companion`)."""
+        return companion(self._key(name), ":fence")
 
     def try_acquire(self, name: str, ttl: float) -> Lease | None:
         """One attempt; the lease carries the next fence."""
         check_name(name)
         check_seconds("ttl", ttl)
+        if self._on_cluster:
+            check_cluster_name(self._key(name))
         token = new_token()
         start = time.monotonic()
         with map_redis_errors(f"acquiring lock {name!r}"):
