@@ -52,6 +52,7 @@ TOKEN_RULES: list[tuple[str, str]] = [
     (r"\basync_notifier\b", "notifier"),
     (r"\basync_watchdog\b", "watchdog"),
     (r"\basync_fanout\b", "fanout"),
+    (r"\basync_shards\b", "shards"),
     (r"\b_async\b", "_sync"),
     (r"\bAsync([A-Z][A-Za-z]*)\b", r"\1"),
 ]

@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
             log(f"bench lock: {exc}")
             return 1
         finally:
-            patterns = [f"{p}{prefix}*" for p in ("", "lock:", "lock-signal:", "redlock:")]
+            # "{": a fence counter of a name without a hash tag (fleetcache.locking.slots)
+            patterns = [f"{p}{prefix}*" for p in ("", "{", "lock:", "lock-signal:", "redlock:")]
             for c in [r, *(c for cs in clients.values() for c in cs)]:
                 drop_keys(c, *patterns)
                 c.close()

@@ -77,3 +77,12 @@ def parse(data: object) -> Event | None:
             return None
         return Event(kind, generation=gen)
     return None
+
+
+SHARD_SUFFIX = ":ev"
+
+
+def shard_channel(key: str) -> str:
+    """The shard channel of entry ``key`` (Redis Cluster): its name carries the key's hash
+    tag, so it lives in the entry's slot and only that shard's nodes handle its messages."""
+    return key + SHARD_SUFFIX

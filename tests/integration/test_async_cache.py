@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis import asyncio as aioredis
 
 from fleetcache import MISS, AsyncCache, LeaderFailed, Policy
 from fleetcache.core.keys import KeyLayout, request_hash
@@ -241,7 +242,9 @@ def test_async_pool_at_its_cap_waits_then_gives_up(r: redis.Redis, redis_node: A
         policy = Policy(redis_timeout=0.3)
         async with AsyncCache(client, namespace="a8", policy=policy) as cache:
             await cache.set(REQ, "v")
-            pool = cache._binding.store.redis.connection_pool
+            own = cache._binding.store.redis
+            assert isinstance(own, aioredis.Redis)
+            pool = own.connection_pool
             held = await pool.get_connection()  # the only connection
             loop = asyncio.get_running_loop()
             t0 = loop.time()

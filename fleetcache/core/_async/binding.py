@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fleetcache.backend import AsyncClient, bounded_async_client
-from fleetcache.clusters import AsyncClusterSubscriber, subscriber_async
+from fleetcache.clusters import AsyncClusterSubscriber, is_cluster, subscriber_async
 from fleetcache.core._async.store import AsyncStore
 from fleetcache.core.async_notifier import AsyncNotifier
+from fleetcache.core.async_shards import AsyncNoShards, AsyncShards
 from fleetcache.core.background import AsyncBackground
 from fleetcache.core.hotkeys import HotKeys
 from fleetcache.core.keys import KeyLayout
@@ -53,6 +54,8 @@ class AsyncBinding:
         self.background = AsyncBackground()
         self.hot = HotKeys()
         self.notifier: AsyncNotifier
+        #: Per-entry shard subscriptions (Redis Cluster), or a stand-in doing nothing.
+        self.shards: AsyncShards | AsyncNoShards = AsyncNoShards()
         #: Set in a forked child: inherited from the parent, never to be used again.
         self.forked = False
 
@@ -130,4 +133,6 @@ def bind_async(  # noqa: PLR0917 - one call site, the cache's _bind
         functools.partial(on_generation, b),
         on_bad_message=on_bad_message,
     )
+    if is_cluster(own):
+        b.shards = AsyncShards(own, b.notifier.registry, policy.redis_timeout or 1.0)
     return b

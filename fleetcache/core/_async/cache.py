@@ -336,6 +336,7 @@ class AsyncCache:
                 self.namespace, len(b.leaders),
             )
         await b.notifier.stop()
+        await b.shards.stop()
         for client in b.owned:
             await disconnect_async(client)
 

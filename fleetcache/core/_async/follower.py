@@ -60,27 +60,29 @@ class AsyncFollower:
         # can split the vote so that nobody leads; later ones wait the fallback poll.
         pause = random.uniform(0.002, 0.02)
         with b.notifier.waiter(keys.value) as waiter:
-            found, floor = await self._peek(b, keys, policy, None)
-            await checkpoint_async()
-            while found is None:
-                remaining = deadline - clock.monotonic()
-                if remaining <= 0:
-                    stats.incr("wait_timeouts")
-                    raise WaitTimeout(keys.value, clock.monotonic() - start)
-                # Woken by a notification, or by the jittered fallback poll.  A message is
-                # only a wake-up: the value is always read from Redis (ARCHITECTURE §9).
-                await waiter.wait(min(remaining, pause))
+            # On Redis Cluster: subscribed to the entry's shard channel (ARCHITECTURE §14)
+            async with b.shards.watching(keys.value):
+                found, floor = await self._peek(b, keys, policy, None)
                 await checkpoint_async()
-                pause = random.uniform(poll / 2, poll)
-                found, _ = await self._peek(b, keys, policy, floor)
-                await checkpoint_async()
-                if found is None:  # no value yet: the leader may be gone (expired, abandoned)
-                    lease = await b.lock.try_acquire(keys.lock, policy.lock_ttl)
+                while found is None:
+                    remaining = deadline - clock.monotonic()
+                    if remaining <= 0:
+                        stats.incr("wait_timeouts")
+                        raise WaitTimeout(keys.value, clock.monotonic() - start)
+                    # Woken by a notification, or by the jittered fallback poll.  A message is
+                    # only a wake-up: the value is always read from Redis (ARCHITECTURE §9).
+                    await waiter.wait(min(remaining, pause))
                     await checkpoint_async()
-                    if lease is not None:
-                        stats.incr("takeovers")
-                        return await self._leader.run(b, flight, request, keys, lease, call,
-                                                      policy)
+                    pause = random.uniform(poll / 2, poll)
+                    found, _ = await self._peek(b, keys, policy, floor)
+                    await checkpoint_async()
+                    if found is None:  # no value yet: the leader may be gone (expired, abandoned)
+                        lease = await b.lock.try_acquire(keys.lock, policy.lock_ttl)
+                        await checkpoint_async()
+                        if lease is not None:
+                            stats.incr("takeovers")
+                            return await self._leader.run(b, flight, request, keys, lease, call,
+                                                          policy)
         stats.incr("followed")
         stats.observe(FOLLOWER_WAIT_SECONDS, clock.monotonic() - start)
         return found.value

@@ -19,6 +19,7 @@ from fleetcache.backend import (
     map_redis_errors,
     register_async,
 )
+from fleetcache.clusters import is_cluster
 from fleetcache.core import events
 from fleetcache.core.keys import EntryKeys, KeyLayout
 
@@ -41,6 +42,16 @@ class AsyncStore:
         self._hit = register_async(client, _PKG, "hit")
         self._ensure_gen = register_async(client, _PKG, "ensure_gen")
         self._invalidate = register_async(client, _PKG, "invalidate")
+        #: Ready and failed messages go to each entry's shard channel (SPUBLISH, so that only
+        #: the shard owning the entry handles them) on Redis Cluster >= 7.0, else to the
+        #: namespace channel (ARCHITECTURE §14).  Set by the cache once it knows the version.
+        self.sharded = is_cluster(client)
+
+    def channel_for(self, key: str) -> tuple[str, str]:
+        """``(command, channel)`` that wakes the followers of entry ``key``."""
+        if self.sharded:
+            return "SPUBLISH", events.shard_channel(key)
+        return "PUBLISH", self._layout.channel
 
     async def get(self, key: str) -> bytes | None:
         """The hit path: one GET."""
@@ -99,15 +110,17 @@ class AsyncStore:
         self, keys: EntryKeys, payload: bytes, ttl_ms: int, fence: int | None
     ) -> int:
         """Store an entry and wake its followers: REFUSED, DONE or UNPUBLISHED."""
+        command, channel = self.channel_for(keys.value)
         with map_redis_errors("write"):
             result: Any = await self._write(
                 keys=[keys.value, keys.fence],
                 args=[
                     payload,
                     ttl_ms,
-                    self._layout.channel,
+                    channel,
                     events.ready(keys.value),
                     "" if fence is None else str(fence),
+                    command,
                 ],
             )
         return int(result)
@@ -126,17 +139,22 @@ class AsyncStore:
         self, key: str, keys: EntryKeys, message: bytes, record: bytes, ttl_ms: int, fence: int
     ) -> int:
         """record.lua: leave ``record`` at ``key`` (fenced) and publish ``message``."""
+        command, channel = self.channel_for(keys.value)
         with map_redis_errors("leaving a record for the followers"):
             result: Any = await self._record(
                 keys=[key, keys.fence],
-                args=[record, ttl_ms, self._layout.channel, message, str(fence)],
+                args=[record, ttl_ms, channel, message, str(fence), command],
             )
         return int(result)
 
     async def wake(self, key: str) -> None:
         """Wake the followers of ``key`` (its leader gave up without a value)."""
+        command, channel = self.channel_for(key)
         with map_redis_errors("publish"):
-            await self.redis.publish(self._layout.channel, events.ready(key))
+            if command == "SPUBLISH":
+                await self.redis.spublish(channel, events.ready(key))
+            else:
+                await self.redis.publish(channel, events.ready(key))
 
     async def delete(self, keys: EntryKeys) -> bool:
         """Delete an entry with its fence and failure record; True if there was one."""

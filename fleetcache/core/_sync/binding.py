@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from fleetcache.backend import Client, bounded_client
-from fleetcache.clusters import ClusterSubscriber, subscriber
+from fleetcache.clusters import ClusterSubscriber, is_cluster, subscriber
 from fleetcache.core._sync.store import Store
 from fleetcache.core.notifier import Notifier
+from fleetcache.core.shards import NoShards, Shards
 from fleetcache.core.background import Background
 from fleetcache.core.hotkeys import HotKeys
 from fleetcache.core.keys import KeyLayout
@@ -55,6 +56,8 @@ class Binding:
         self.background = Background()
         self.hot = HotKeys()
         self.notifier: Notifier
+        #: Per-entry shard subscriptions (Redis Cluster), or a stand-in doing nothing.
+        self.shards: Shards | NoShards = NoShards()
         #: Set in a forked child: inherited from the parent, never to be used again.
         self.forked = False
 
@@ -132,4 +135,6 @@ def bind(  # noqa: PLR0917 - one call site, the cache's _bind
         functools.partial(on_generation, b),
         on_bad_message=on_bad_message,
     )
+    if is_cluster(own):
+        b.shards = Shards(own, b.notifier.registry, policy.redis_timeout or 1.0)
     return b

@@ -338,6 +338,7 @@ class Cache:
                 self.namespace, len(b.leaders),
             )
         b.notifier.stop()
+        b.shards.stop()
         for client in b.owned:
             disconnect(client)
 

@@ -62,27 +62,29 @@ class Follower:
         # can split the vote so that nobody leads; later ones wait the fallback poll.
         pause = random.uniform(0.002, 0.02)
         with b.notifier.waiter(keys.value) as waiter:
-            found, floor = self._peek(b, keys, policy, None)
-            checkpoint()
-            while found is None:
-                remaining = deadline - clock.monotonic()
-                if remaining <= 0:
-                    stats.incr("wait_timeouts")
-                    raise WaitTimeout(keys.value, clock.monotonic() - start)
-                # Woken by a notification, or by the jittered fallback poll.  A message is
-                # only a wake-up: the value is always read from Redis (ARCHITECTURE §9).
-                waiter.wait(min(remaining, pause))
+            # On Redis Cluster: subscribed to the entry's shard channel (ARCHITECTURE §14)
+            with b.shards.watching(keys.value):
+                found, floor = self._peek(b, keys, policy, None)
                 checkpoint()
-                pause = random.uniform(poll / 2, poll)
-                found, _ = self._peek(b, keys, policy, floor)
-                checkpoint()
-                if found is None:  # no value yet: the leader may be gone (expired, abandoned)
-                    lease = b.lock.try_acquire(keys.lock, policy.lock_ttl)
+                while found is None:
+                    remaining = deadline - clock.monotonic()
+                    if remaining <= 0:
+                        stats.incr("wait_timeouts")
+                        raise WaitTimeout(keys.value, clock.monotonic() - start)
+                    # Woken by a notification, or by the jittered fallback poll.  A message is
+                    # only a wake-up: the value is always read from Redis (ARCHITECTURE §9).
+                    waiter.wait(min(remaining, pause))
                     checkpoint()
-                    if lease is not None:
-                        stats.incr("takeovers")
-                        return self._leader.run(b, flight, request, keys, lease, call,
-                                                      policy)
+                    pause = random.uniform(poll / 2, poll)
+                    found, _ = self._peek(b, keys, policy, floor)
+                    checkpoint()
+                    if found is None:  # no value yet: the leader may be gone (expired, abandoned)
+                        lease = b.lock.try_acquire(keys.lock, policy.lock_ttl)
+                        checkpoint()
+                        if lease is not None:
+                            stats.incr("takeovers")
+                            return self._leader.run(b, flight, request, keys, lease, call,
+                                                          policy)
         stats.incr("followed")
         stats.observe(FOLLOWER_WAIT_SECONDS, clock.monotonic() - start)
         return found.value

@@ -21,6 +21,7 @@ from fleetcache.backend import (
     map_redis_errors,
     register,
 )
+from fleetcache.clusters import is_cluster
 from fleetcache.core import events
 from fleetcache.core.keys import EntryKeys, KeyLayout
 
@@ -43,6 +44,16 @@ class Store:
         self._hit = register(client, _PKG, "hit")
         self._ensure_gen = register(client, _PKG, "ensure_gen")
         self._invalidate = register(client, _PKG, "invalidate")
+        #: Ready and failed messages go to each entry's shard channel (SPUBLISH, so that only
+        #: the shard owning the entry handles them) on Redis Cluster >= 7.0, else to the
+        #: namespace channel (ARCHITECTURE §14).  Set by the cache once it knows the version.
+        self.sharded = is_cluster(client)
+
+    def channel_for(self, key: str) -> tuple[str, str]:
+        """``(command, channel)`` that wakes the followers of entry ``key``."""
+        if self.sharded:
+            return "SPUBLISH", events.shard_channel(key)
+        return "PUBLISH", self._layout.channel
 
     def get(self, key: str) -> bytes | None:
         """The hit path: one GET."""
@@ -101,15 +112,17 @@ class Store:
         self, keys: EntryKeys, payload: bytes, ttl_ms: int, fence: int | None
     ) -> int:
         """Store an entry and wake its followers: REFUSED, DONE or UNPUBLISHED."""
+        command, channel = self.channel_for(keys.value)
         with map_redis_errors("write"):
             result: Any = self._write(
                 keys=[keys.value, keys.fence],
                 args=[
                     payload,
                     ttl_ms,
-                    self._layout.channel,
+                    channel,
                     events.ready(keys.value),
                     "" if fence is None else str(fence),
+                    command,
                 ],
             )
         return int(result)
@@ -128,17 +141,22 @@ class Store:
         self, key: str, keys: EntryKeys, message: bytes, record: bytes, ttl_ms: int, fence: int
     ) -> int:
         """record.lua: leave ``record`` at ``key`` (fenced) and publish ``message``."""
+        command, channel = self.channel_for(keys.value)
         with map_redis_errors("leaving a record for the followers"):
             result: Any = self._record(
                 keys=[key, keys.fence],
-                args=[record, ttl_ms, self._layout.channel, message, str(fence)],
+                args=[record, ttl_ms, channel, message, str(fence), command],
             )
         return int(result)
 
     def wake(self, key: str) -> None:
         """Wake the followers of ``key`` (its leader gave up without a value)."""
+        command, channel = self.channel_for(key)
         with map_redis_errors("publish"):
-            self.redis.publish(self._layout.channel, events.ready(key))
+            if command == "SPUBLISH":
+                self.redis.spublish(channel, events.ready(key))
+            else:
+                self.redis.publish(channel, events.ready(key))
 
     def delete(self, keys: EntryKeys) -> bool:
         """Delete an entry with its fence and failure record; True if there was one."""
