@@ -15,12 +15,14 @@ failed or removed node costs one reconnect, like a restart of a single Redis.
 from __future__ import annotations
 
 import itertools
+import weakref
 from typing import Any
 
 import redis
 from redis import asyncio as aioredis
 
 from fleetcache.backend import CLUSTER_CLIENTS, AsyncClient, Client, map_redis_errors
+from fleetcache.errors import BackendError
 
 #: Connection settings a node subscriber keeps from the cluster client's own.
 _KEPT = (
@@ -84,6 +86,8 @@ async def disconnect_async(client: AsyncClient | AsyncClusterSubscriber) -> None
         await client.disconnect()
         return
     if isinstance(client, aioredis.RedisCluster):
+        for node_client in _NODE_CLIENTS.pop(client, {}).values():
+            await node_client.connection_pool.disconnect()
         await client.aclose()
         return
     await client.connection_pool.disconnect()
@@ -170,3 +174,36 @@ def subscriber_async(client: AsyncClient) -> AsyncClient | AsyncClusterSubscribe
     if isinstance(client, aioredis.RedisCluster):
         return AsyncClusterSubscriber(client)
     return client
+
+
+_NODE_CLIENTS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], aioredis.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def node_client(client: Client, key: str) -> redis.Redis:
+    """A plain client on the master serving ``key``'s slot (``client`` itself on one node):
+    for what must run on one connection there, such as a write and its ``WAIT``."""
+    if not isinstance(client, redis.RedisCluster):
+        return client
+    with map_redis_errors("cluster: slot owner"):
+        return client.get_redis_connection(client.get_node_from_key(key))
+
+
+async def node_client_async(client: AsyncClient, key: str) -> aioredis.Redis:
+    """The asyncio twin of :func:`node_client` (one plain client per node, kept with the
+    cluster client and closed by :func:`disconnect_async`)."""
+    if not isinstance(client, aioredis.RedisCluster):
+        return client
+    with map_redis_errors("cluster: slot owner"):
+        await client.initialize()
+        node: Any = client.get_node_from_key(key)
+    if node is None:
+        raise BackendError(f"cluster: no master serves the slot of {key!r}")
+    where: tuple[str, int] = (str(node.host), int(node.port))
+    clients = _NODE_CLIENTS.setdefault(client, {})
+    found = clients.get(where)
+    if found is None:
+        settings = _settings(client, asyncio=True)
+        found = clients[where] = aioredis.Redis(host=where[0], port=where[1], **settings)
+    return found

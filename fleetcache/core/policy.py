@@ -95,6 +95,18 @@ class Policy:
         The most background refreshes one cache runs at once; a refresh due beyond it is
         skipped (the entry is served as it is; a later hit refreshes it).
 
+    Replication (ARCHITECTURE §14):
+
+    replica_acks
+        After a leader's write, wait (Redis ``WAIT``, on the write's own connection to the
+        entry's master) until this many replicas acknowledged it, at most
+        ``replica_ack_timeout``; fewer acknowledgements are counted
+        (``stats.replica_ack_shortfalls``) and logged, and the value is returned all the
+        same.  It narrows the window in which a failover loses a fresh entry; it does not
+        make Redis strongly consistent.  ``0`` (default): no wait.
+    replica_ack_timeout
+        The bound of that wait, in seconds.
+
     A per-call policy (``get_or_set(..., policy=...)``, ``get(..., policy=...)``) governs
     that call's freshness, lock, waits, cacheability and failure mode; the connections
     (``redis_timeout``, ``max_connections``) and the breaker (``retry_backoff``,
@@ -120,6 +132,8 @@ class Policy:
     max_age: float | None = None
     cache_if: Callable[[Any, Any], bool] | None = None
     max_refreshes: int = 8
+    replica_acks: int = 0
+    replica_ack_timeout: float = 0.1
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -159,7 +173,7 @@ _OPTIONAL = frozenset({"poll_interval", "redis_timeout", "max_hold", "max_age", 
 #: Durations that may be 0 (off).
 _MAY_BE_ZERO = frozenset({"stale_ttl", "early_refresh"})
 #: Positive integers (with their minimum).
-_COUNTS = {"max_connections": 2, "max_refreshes": 1, "hot_threshold": 1}
+_COUNTS = {"max_connections": 2, "max_refreshes": 1, "hot_threshold": 1, "replica_acks": 0}
 _CALLABLES = frozenset({"share_error_message", "cache_if"})
 
 

@@ -49,6 +49,8 @@ class Stats:
     hot_promotions       entries this process's hits made hot (once per window)
     not_cached           values refused by ``cache_if`` (handed to the waiting callers only)
     too_old              entries not served because they were older than ``max_age``
+    replica_ack_shortfalls  writes that fewer replicas than ``Policy.replica_acks``
+                         acknowledged within ``replica_ack_timeout``
 
     Durations are not kept here: :meth:`observe` hands them (:data:`UPSTREAM_SECONDS`,
     :data:`FOLLOWER_WAIT_SECONDS`) to the listeners registered with :meth:`add_listener`
@@ -81,6 +83,7 @@ class Stats:
     hot_promotions: int = 0
     not_cached: int = 0
     too_old: int = 0
+    replica_ack_shortfalls: int = 0
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     # Replaced, never mutated: observe() reads it without the lock.
     _listeners: tuple[Listener, ...] = field(default=(), repr=False, compare=False)

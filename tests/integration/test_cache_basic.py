@@ -191,3 +191,15 @@ def test_busy_pool_is_load_not_an_outage(redis_node: Any) -> None:
         assert cache.stats.fail_open == 0
         assert cache.stats.backend_errors == 0
     client.close()
+
+
+def test_replica_acks_shortfall_is_counted_and_the_value_kept(r: redis.Redis) -> None:
+    """Policy(replica_acks=1) on a node without replicas: the write stays, the caller gets
+    its value, and the missing acknowledgement is counted once per write."""
+    policy = Policy(ttl=60, replica_acks=1, replica_ack_timeout=0.02)
+    with Cache(r, namespace="acks", policy=policy) as cache:
+        assert cache.get_or_set({"a": 1}, lambda: "v") == "v"
+        assert cache.set({"a": 2}, "w") is True
+        assert cache.get({"a": 1}) == "v"
+        assert cache.get({"a": 2}) == "w"
+        assert cache.stats.replica_ack_shortfalls == 2

@@ -28,6 +28,10 @@ def test_defaults_are_valid_and_frozen() -> None:
         ("poll_interval", 0.0, ValueError),
         ("fail_open", 1, TypeError),
         ("redis_timeout", float("nan"), ValueError),
+        ("replica_acks", -1, ValueError),
+        ("replica_acks", True, TypeError),
+        ("replica_acks", 1.0, TypeError),
+        ("replica_ack_timeout", 0, ValueError),
     ],
 )
 def test_bad_values_raise_at_once(field: str, value: Any, exc: type[Exception]) -> None:
@@ -50,7 +54,7 @@ def test_poll_interval_defaults_to_quarter_lock_ttl_capped() -> None:
 
 
 DURATIONS = ["ttl", "lock_ttl", "wait_timeout", "max_hold", "poll_interval", "redis_timeout",
-             "retry_backoff", "retry_backoff_max"]
+             "retry_backoff", "retry_backoff_max", "replica_ack_timeout"]
 
 
 def _with(field: str, value: float) -> dict[str, Any]:

@@ -158,7 +158,7 @@ class AsyncCache:
         try:
             keys = await self._keys(b, digest)
             written = await self._leader.store(
-                b, keys, payload, None, freshness.key_ttl(now, now, policy)
+                b, keys, payload, None, freshness.key_ttl(now, now, policy), policy
             )
         except BackendError as exc:
             self._fail.degraded(exc, policy)

@@ -115,7 +115,8 @@ class AsyncLeader:
                 # entry since; the write below is then refused (its fence is lower).
                 stats.incr("leases_lost")
             if keep:
-                await self.store(b, keys, payload, fence, freshness.key_ttl(now, now, policy))
+                await self.store(b, keys, payload, fence, freshness.key_ttl(now, now, policy),
+                                 policy)
                 settled = True
             else:
                 stats.incr("not_cached")
@@ -146,12 +147,25 @@ class AsyncLeader:
                                           policy)
         return verdict is freshness.Verdict.FRESH
 
-    async def store(
-        self, b: AsyncBinding, keys: EntryKeys, payload: bytes, fence: int | None, ttl: float
+    async def store(  # noqa: PLR0917 - the write's whole context
+        self, b: AsyncBinding, keys: EntryKeys, payload: bytes, fence: int | None, ttl: float,
+        policy: Policy | None = None,
     ) -> bool:
         """Write an entry for ``ttl`` seconds (fenced unless ``fence`` is None); False when
-        the fence lost."""
-        result = await b.store.write(keys, payload, ms(ttl), fence)
+        the fence lost.  With ``policy.replica_acks``, wait for that many replicas."""
+        acks = 0 if policy is None else policy.replica_acks
+        if acks:
+            assert policy is not None
+            result, acked = await b.store.write_acked(
+                keys, payload, ms(ttl), fence, acks, ms(policy.replica_ack_timeout))
+            if result != REFUSED and acked < acks:
+                self._stats.incr("replica_ack_shortfalls")
+                if self._refusals.allow("replica_acks"):
+                    log.warning("write of %s acknowledged by %d replica(s) of the %d wanted "
+                                "within %.3fs", keys.value, acked, acks,
+                                policy.replica_ack_timeout)
+        else:
+            result = await b.store.write(keys, payload, ms(ttl), fence)
         if result == REFUSED:
             self._stats.incr("writes_refused")
             log.info("write of %s refused: a newer leader (fence > %s) claimed it",

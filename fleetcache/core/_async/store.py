@@ -16,10 +16,11 @@ from fleetcache.backend import (
     REDIS_ERRORS,
     AsyncClient,
     as_backend_error,
+    lua_source,
     map_redis_errors,
     register_async,
 )
-from fleetcache.clusters import is_cluster
+from fleetcache.clusters import is_cluster, node_client_async
 from fleetcache.core import events
 from fleetcache.core.keys import EntryKeys, KeyLayout
 
@@ -38,6 +39,7 @@ class AsyncStore:
         self._gen_ttl_ms = gen_ttl_ms
         self._claim = register_async(client, _PKG, "claim")
         self._write = register_async(client, _PKG, "write")
+        self._write_source = lua_source(_PKG, "write")
         self._record = register_async(client, _PKG, "record")
         self._hit = register_async(client, _PKG, "hit")
         self._ensure_gen = register_async(client, _PKG, "ensure_gen")
@@ -110,20 +112,33 @@ class AsyncStore:
         self, keys: EntryKeys, payload: bytes, ttl_ms: int, fence: int | None
     ) -> int:
         """Store an entry and wake its followers: REFUSED, DONE or UNPUBLISHED."""
-        command, channel = self.channel_for(keys.value)
         with map_redis_errors("write"):
             result: Any = await self._write(
-                keys=[keys.value, keys.fence],
-                args=[
-                    payload,
-                    ttl_ms,
-                    channel,
-                    events.ready(keys.value),
-                    "" if fence is None else str(fence),
-                    command,
-                ],
+                keys=[keys.value, keys.fence], args=self._write_args(keys, payload, ttl_ms, fence)
             )
         return int(result)
+
+    async def write_acked(  # noqa: PLR0917 - write's arguments and the WAIT's
+        self, keys: EntryKeys, payload: bytes, ttl_ms: int, fence: int | None, acks: int,
+        timeout_ms: int,
+    ) -> tuple[int, int]:
+        """:meth:`write`, then ``WAIT acks timeout_ms`` on the same connection to the
+        entry's master: ``(result, replicas that acknowledged)``."""
+        node = await node_client_async(self.redis, keys.value)
+        with map_redis_errors("write"):
+            pipe = node.pipeline(transaction=False)
+            pipe.eval(self._write_source, 2, keys.value, keys.fence,
+                      *self._write_args(keys, payload, ttl_ms, fence))
+            pipe.execute_command("WAIT", acks, timeout_ms)
+            result, acked = await pipe.execute()
+        return int(result), int(acked)
+
+    def _write_args(
+        self, keys: EntryKeys, payload: bytes, ttl_ms: int, fence: int | None
+    ) -> list[Any]:
+        command, channel = self.channel_for(keys.value)
+        fenced = "" if fence is None else str(fence)
+        return [payload, ttl_ms, channel, events.ready(keys.value), fenced, command]
 
     async def fail(self, keys: EntryKeys, record: bytes, ttl_ms: int, fence: int) -> int:
         """Record a leader's failure and wake its followers: REFUSED, DONE or UNPUBLISHED."""

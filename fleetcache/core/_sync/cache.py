@@ -160,7 +160,7 @@ class Cache:
         try:
             keys = self._keys(b, digest)
             written = self._leader.store(
-                b, keys, payload, None, freshness.key_ttl(now, now, policy)
+                b, keys, payload, None, freshness.key_ttl(now, now, policy), policy
             )
         except BackendError as exc:
             self._fail.degraded(exc, policy)
