@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from redis import asyncio as aioredis
@@ -95,8 +95,10 @@ class _AsyncLink:
 class AsyncShards:
     """The shard subscriptions of one asyncio cache on one event loop."""
 
-    def __init__(self, cluster: Any, registry: Registry, timeout: float) -> None:
+    def __init__(self, cluster: Any, registry: Registry, timeout: float,
+                 enabled: Callable[[], bool] = lambda: True) -> None:
         self._cluster = cluster
+        self._enabled = enabled
         self._registry = registry
         self._timeout = timeout
         self._settings = node_settings(dict(cluster.connection_kwargs), timeout)
@@ -113,6 +115,9 @@ class AsyncShards:
     async def watching(self, key: str) -> AsyncIterator[bool]:
         """Subscribed to ``key``'s shard channel inside the block (True), or not (False:
         the follower polls)."""
+        if not self._enabled():  # Redis 6.2: the namespace channel carries the messages
+            yield False
+            return
         channel = events.shard_channel(key)
         link = None
         try:

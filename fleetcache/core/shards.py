@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -120,8 +120,10 @@ class _Link:
 class Shards:
     """The shard subscriptions of one cache in one process (module docstring)."""
 
-    def __init__(self, cluster: Any, registry: Registry, timeout: float) -> None:
+    def __init__(self, cluster: Any, registry: Registry, timeout: float,
+                 enabled: Callable[[], bool] = lambda: True) -> None:
         self._cluster = cluster
+        self._enabled = enabled
         self._registry = registry
         self._timeout = timeout
         self._settings = node_settings(dict(cluster.nodes_manager.connection_kwargs), timeout)
@@ -140,6 +142,9 @@ class Shards:
     def watching(self, key: str) -> Iterator[bool]:
         """Subscribed to ``key``'s shard channel inside the block (True), or not (False:
         the follower polls)."""
+        if not self._enabled():  # Redis 6.2: the namespace channel carries the messages
+            yield False
+            return
         channel = events.shard_channel(key)
         link = None
         try:

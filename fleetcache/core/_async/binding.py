@@ -134,5 +134,7 @@ def bind_async(  # noqa: PLR0917 - one call site, the cache's _bind
         on_bad_message=on_bad_message,
     )
     if is_cluster(own):
-        b.shards = AsyncShards(own, b.notifier.registry, policy.redis_timeout or 1.0)
+        store = b.store
+        b.shards = AsyncShards(own, b.notifier.registry, policy.redis_timeout or 1.0,
+                               lambda: store.sharded)
     return b

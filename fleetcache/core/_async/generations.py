@@ -53,7 +53,9 @@ class AsyncGenerations:
 
     async def on_subscribed(self, store: AsyncStore) -> None:
         """After every (re)subscription: refresh the key's TTL and adopt it, healing it to
-        ours if a failover took it back; on a read-only replica (or OOM), just read it."""
+        ours if a failover took it back; on a read-only replica (or OOM), just read it.
+        On a cluster, also learn whether its servers have sharded pub/sub."""
+        await store.check_sharding()
         try:
             gen = await store.ensure_generation(self.known.value)
         except CommandRefused:

@@ -136,5 +136,7 @@ def bind(  # noqa: PLR0917 - one call site, the cache's _bind
         on_bad_message=on_bad_message,
     )
     if is_cluster(own):
-        b.shards = Shards(own, b.notifier.registry, policy.redis_timeout or 1.0)
+        store = b.store
+        b.shards = Shards(own, b.notifier.registry, policy.redis_timeout or 1.0,
+                               lambda: store.sharded)
     return b

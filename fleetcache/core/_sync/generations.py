@@ -55,7 +55,9 @@ class Generations:
 
     def on_subscribed(self, store: Store) -> None:
         """After every (re)subscription: refresh the key's TTL and adopt it, healing it to
-        ours if a failover took it back; on a read-only replica (or OOM), just read it."""
+        ours if a failover took it back; on a read-only replica (or OOM), just read it.
+        On a cluster, also learn whether its servers have sharded pub/sub."""
+        store.check_sharding()
         try:
             gen = store.ensure_generation(self.known.value)
         except CommandRefused:

@@ -31,6 +31,9 @@ _PKG = "fleetcache.core"
 #: write.lua / record.lua results.
 REFUSED, DONE, UNPUBLISHED = 0, 1, 2
 
+#: The first Redis version with sharded pub/sub (SPUBLISH, SSUBSCRIBE).
+SHARDED_PUBSUB = (7, 0)
+
 
 class Store:
     """The Redis side of one cache: entries, fences, failure records, the generation."""
@@ -50,6 +53,19 @@ class Store:
         #: the shard owning the entry handles them) on Redis Cluster >= 7.0, else to the
         #: namespace channel (ARCHITECTURE §14).  Set by the cache once it knows the version.
         self.sharded = is_cluster(client)
+        self._sharding_checked = False
+
+    def check_sharding(self) -> None:
+        """On a cluster: shard channels when the servers have them (Redis >= 7.0), the
+        namespace channel otherwise (Redis 6.2).  Asks the generation key's master once."""
+        if not is_cluster(self.redis) or self._sharding_checked:
+            return
+        node = node_client(self.redis, self._layout.gen)
+        with map_redis_errors("INFO server"):
+            info: Any = node.info("server")
+        version = tuple(int(x) for x in str(info.get("redis_version", "0.0")).split(".")[:2])
+        self.sharded = version >= SHARDED_PUBSUB
+        self._sharding_checked = True
 
     def channel_for(self, key: str) -> tuple[str, str]:
         """``(command, channel)`` that wakes the followers of entry ``key``."""
