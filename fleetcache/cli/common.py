@@ -47,6 +47,22 @@ def connect(url: str, **overrides: Any) -> redis.Redis:
     return client
 
 
+def connect_any(url: str) -> redis.Redis | redis.RedisCluster:
+    """:func:`connect`, or a cluster client when ``url`` names a Redis Cluster node."""
+    r = connect(url)
+    try:
+        enabled = r.info("cluster").get("cluster_enabled")
+    except redis.RedisError:
+        return r  # let the command report the failure on its first real use
+    if not enabled:
+        return r
+    r.close()
+    options: dict[str, Any] = {"socket_timeout": CLIENT_TIMEOUT,
+                               "socket_connect_timeout": CLIENT_TIMEOUT}
+    cluster: redis.RedisCluster = redis.RedisCluster.from_url(url, **options)
+    return cluster
+
+
 def drop_keys(r: redis.Redis, *patterns: str) -> int:
     """Delete every key matching ``patterns`` (SCAN + UNLINK); return how many went.
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import redis
 
-from fleetcache.cli.common import connect, format_table, log, percentile, print_json
+from fleetcache.cli.common import connect_any, format_table, log, percentile, print_json
+from fleetcache.clusters import primaries, scan_reply
 
 HELP = "key counts and TTLs of a namespace (SCAN of fc:<namespace>:*)"
 KINDS = ("entries", "locks", "error records", "fences", "generation key", "other")
@@ -78,8 +79,22 @@ def _batches(it: Iterable[bytes], size: int) -> Iterable[list[bytes]]:
         yield batch
 
 
-def collect(r: redis.Redis, namespace: str) -> dict[str, Any]:
-    """SCAN the namespace and summarise it."""
+def _scan(r: redis.Redis | redis.RedisCluster, pattern: str) -> Iterable[bytes]:
+    """Every key matching ``pattern``: on a cluster, SCAN of every master in turn."""
+    for node in primaries(r):
+        if node is None:
+            assert isinstance(r, redis.Redis)
+            yield from r.scan_iter(match=pattern, count=1000)
+            continue
+        cursor = -1
+        while cursor != 0:
+            cursor, keys = scan_reply(r.scan(cursor=max(cursor, 0), match=pattern, count=1000,
+                                             target_nodes=node))
+            yield from keys
+
+
+def collect(r: redis.Redis | redis.RedisCluster, namespace: str) -> dict[str, Any]:
+    """SCAN the namespace (every master of a cluster) and summarise it."""
     from fleetcache.core.keys import KeyLayout, validate_namespace  # noqa: PLC0415
 
     layout = KeyLayout(validate_namespace(namespace))
@@ -87,7 +102,7 @@ def collect(r: redis.Redis, namespace: str) -> dict[str, Any]:
     generation = int(raw_gen) if raw_gen is not None else None
     kinds = {kind: KindStats() for kind in KINDS}
     total = 0
-    for batch in _batches(r.scan_iter(match=layout.pattern, count=1000), _BATCH):
+    for batch in _batches(_scan(r, layout.pattern), _BATCH):
         pipe = r.pipeline(transaction=False)
         for key in batch:
             pipe.pttl(key)
@@ -125,7 +140,7 @@ def _ttl(seconds: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print the namespace summary; exit status 1 when a key has no TTL."""
-    r = connect(args.redis)
+    r = connect_any(args.redis)
     try:
         report = collect(r, args.namespace)
     except (redis.RedisError, OSError) as exc:
