@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "stats": "fleetcache.cli.stats",
     "invalidate": "fleetcache.cli.admin",
     "purge": "fleetcache.cli.admin",
-    "doctor": "fleetcache.cli.admin",
+    "doctor": "fleetcache.cli.doctor",
 }
 
 #: ``bench`` subcommands: name -> module.

@@ -277,26 +277,6 @@ def test_invalidate_rejects_a_bad_namespace(capsys: pytest.CaptureFixture[str]) 
     assert main(["invalidate", "--redis", dead_url(), "--namespace", "a b*"]) == 2
 
 
-def test_doctor_passes_on_a_real_node(
-    redis_node: RedisNode, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """doctor prints OK for connect, version, Lua, the shipped scripts and pub/sub."""
-    assert main(["doctor", "--redis", redis_node.url]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    for check in ("connect", "version", "lua", "scripts", "pubsub"):
-        assert any(line.split()[:2] == ["OK", check] for line in lines), lines
-    assert lines[-1] == "all checks passed"
-
-
-def test_doctor_fails_when_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
-    """doctor reports FAIL connect and exits 1 when nothing listens at the URL."""
-    status, out = run_json(capsys, ["doctor", "--redis", dead_url()])
-    assert status == 1
-    assert not out["ok"]
-    assert out["checks"][0]["status"] == "FAIL"
-    assert out["checks"][0]["check"] == "connect"
-
-
 def test_local_redis_is_stopped_afterwards() -> None:
     """The throwaway Redis of commands run without --redis answers, then its port closes."""
     with local_redis() as url:
