@@ -1,7 +1,7 @@
 """Real Redis nodes and network faults for tests: fleetcache's own, and its users'.
 
 ```python
-from fleetcache.testing import FaultProxy, redis_nodes
+from fleetcache.testing import FaultProxy, redis_cluster, redis_nodes
 
 with redis_nodes(3) as nodes:              # 3 standalone nodes on free 127.0.0.1 ports
     r = nodes[0].client()                  # socket timeouts 2 s, no retries
@@ -9,6 +9,10 @@ with redis_nodes(3) as nodes:              # 3 standalone nodes on free 127.0.0.
     nodes[2].kill()                        # SIGKILL / docker kill: a crash
     with FaultProxy(nodes[0].host, nodes[0].port) as proxy:
         proxy.blackhole()                  # or cut(), delay(0.2), reset(), heal()
+
+with redis_cluster(masters=3, replicas=1) as cluster:  # a real Redis Cluster (cluster.py)
+    rc = cluster.client()                  # redis.cluster.RedisCluster
+    cluster.master_of("k").kill()          # then cluster.failover_wait(...), cluster.heal()
 ```
 
 The provider comes from `FLEETCACHE_REDIS` (`containers`, `local` or `auto`, the default):
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fleetcache.testing.nodes import (
     LOOPBACK,
@@ -34,23 +39,39 @@ from fleetcache.testing.nodes import (
 )
 from fleetcache.testing.proxy import FaultProxy
 
+if TYPE_CHECKING:
+    from fleetcache.testing.cluster import RedisClusterHandle, redis_cluster, start_cluster
+
 __all__ = [
     "KINDS",
     "LOOPBACK",
     "FaultProxy",
     "NodeError",
     "NodeProvider",
+    "RedisClusterHandle",
     "RedisNode",
     "free_port",
     "get_provider",
     "port_is_open",
+    "redis_cluster",
     "redis_nodes",
     "resolve_kind",
+    "start_cluster",
     "wait_port_closed",
     "wait_port_open",
 ]
 
 KINDS = ("containers", "local", "auto")
+# Imported on first use, so that `python -m fleetcache.testing.cluster` runs it only once.
+_CLUSTER_NAMES = frozenset({"RedisClusterHandle", "redis_cluster", "start_cluster"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLUSTER_NAMES:
+        from fleetcache.testing import cluster  # noqa: PLC0415
+
+        return getattr(cluster, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_kind(kind: str | None = None) -> str:
