@@ -11,6 +11,7 @@ line: per round, per key, the values its threads got, and errors.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -67,9 +68,8 @@ def main() -> None:
             control.blpop([f"go:{tag}:{rnd}"], timeout=120)
             for key in rng.sample(range(args.keys), args.keys):
                 try:
-                    value = cache.get_or_set(
-                        request(rnd, key), lambda rnd=rnd, key=key: compute(rnd, key)
-                    )
+                    value = cache.get_or_set(request(rnd, key),
+                                             functools.partial(compute, rnd, key))
                 except Exception as exc:
                     with guard:
                         errors.append(f"{type(exc).__name__}: {exc}")

@@ -6,6 +6,7 @@ owns the entry (sharded pub/sub, one connection per master per process)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -69,7 +70,7 @@ def test_sync_cache_on_a_cluster(cluster: Any) -> None:
     """get_or_set, get, set, delete, invalidate and purge work on a Cluster client."""
     with Cache(cluster.client(), namespace=ns(), policy=Policy(ttl=60)) as cache:
         for i in range(30):
-            assert cache.get_or_set({"i": i}, lambda i=i: {"v": i}) == {"v": i}
+            assert cache.get_or_set({"i": i}, functools.partial(dict, v=i)) == {"v": i}
         assert cache.get({"i": 3}) == {"v": 3}
         assert cache.set({"i": 3}, "x") is True
         assert cache.get({"i": 3}) == "x"
@@ -172,7 +173,7 @@ def test_a_write_is_one_shard_message_not_a_broadcast(cluster: Any) -> None:
         cache.get({"warm": 1})
         shard0, broadcast0 = bus()
         for i in range(writes):
-            cache.get_or_set({"i": i}, lambda i=i: i)
+            cache.get_or_set({"i": i}, functools.partial(int, i))
         shard1, broadcast1 = bus()
     assert broadcast1 - broadcast0 == 0
     assert shard1 - shard0 == writes  # one replica per master: one bus message per write
@@ -207,10 +208,14 @@ def test_8_processes_x_4_threads_on_30_keys_one_call_per_key(cluster: Any) -> No
         )
         for _ in range(procs_n)
     ]
+
+    def ready(rnd: int) -> bool:
+        return int(control.get(f"ready:{tag}:{rnd}") or 0) == procs_n * threads
+
     try:
         for rnd in range(rounds):
             wait_until(
-                lambda rnd=rnd: int(control.get(f"ready:{tag}:{rnd}") or 0) == procs_n * threads,
+                functools.partial(ready, rnd),
                 60,
                 f"every caller ready for round {rnd}",
             )
@@ -246,7 +251,7 @@ def test_replica_acks_waits_for_a_replica(cluster: Any) -> None:
     before = waits()
     with Cache(cluster.client(), namespace=ns(), policy=policy) as cache:
         for i in range(12):
-            assert cache.get_or_set({"i": i}, lambda i=i: i) == i
+            assert cache.get_or_set({"i": i}, functools.partial(int, i)) == i
         assert cache.get({"i": 5}) == 5
         assert cache.stats.replica_ack_shortfalls == 0
     assert waits() - before == 12

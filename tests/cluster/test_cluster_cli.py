@@ -3,6 +3,7 @@ keys of every master, not only those of the node the URL names."""
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from typing import Any
@@ -21,7 +22,7 @@ def test_stats_and_purge_cover_every_master(
     name = f"cli-{uuid.uuid4().hex[:8]}"
     with Cache(cluster.client(), namespace=name, policy=Policy(ttl=600)) as cache:
         for i in range(60):
-            cache.get_or_set({"i": i}, lambda i=i: i)
+            cache.get_or_set({"i": i}, functools.partial(int, i))
     masters = {cluster.master_of(f"fc:{name}:x:{{{i}}}").port for i in range(60)}
     assert len(masters) == 3
     assert main(["stats", "--redis", cluster.url, "--namespace", name, "--json"]) == 0
