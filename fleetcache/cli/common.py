@@ -20,6 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from fleetcache.clusters import primaries, scan_reply
 from fleetcache.testing import redis_nodes
 
 LOOPBACK = "127.0.0.1"
@@ -63,8 +64,78 @@ def connect_any(url: str) -> redis.Redis | redis.RedisCluster:
     return cluster
 
 
-def drop_keys(r: redis.Redis, *patterns: str) -> int:
-    """Delete every key matching ``patterns`` (SCAN + UNLINK); return how many went.
+def connect_cluster(url: str, **overrides: Any) -> redis.RedisCluster:
+    """A Redis Cluster client for ``url`` (any node of the cluster) with bounded timeouts.
+
+    ValueError when the node at ``url`` is not cluster-enabled; Redis errors when it does
+    not answer.
+    """
+    probe = connect(url)
+    try:
+        enabled = probe.info("cluster").get("cluster_enabled")
+    finally:
+        probe.close()
+    if not enabled:
+        raise ValueError(f"{url} is not a Redis Cluster node (cluster_enabled:0)")
+    options: dict[str, Any] = {"socket_timeout": CLIENT_TIMEOUT,
+                               "socket_connect_timeout": CLIENT_TIMEOUT}
+    options.update(overrides)
+    cluster: redis.RedisCluster = redis.RedisCluster.from_url(url, **options)
+    return cluster
+
+
+def master_clients(r: redis.Redis | redis.RedisCluster) -> list[tuple[str, redis.Redis]]:
+    """``(name, client)`` of every master: ``("", r)`` on a single node, else each master's
+    node client (named ``host:port``), the masters of :func:`fleetcache.clusters.primaries`."""
+    found: list[tuple[str, redis.Redis]] = []
+    for node in primaries(r):
+        if node is None:
+            assert isinstance(r, redis.Redis)
+            found.append(("", r))
+        else:
+            assert isinstance(r, redis.RedisCluster)
+            found.append((str(node.name), r.get_redis_connection(node)))
+    return found
+
+
+def command_counts(r: redis.Redis | redis.RedisCluster) -> dict[tuple[str, str], int]:
+    """``INFO commandstats`` of every master: ``(master name, command) -> calls`` (the name
+    is ``""`` on a single node; subcommands read ``cluster|slots``)."""
+    counts: dict[tuple[str, str], int] = {}
+    for name, client in master_clients(r):
+        stats: dict[str, Any] = client.info("commandstats")
+        for key, value in stats.items():
+            counts[name, key.removeprefix("cmdstat_")] = int(value["calls"])
+    return counts
+
+
+def scan_keys(r: redis.Redis | redis.RedisCluster, pattern: str) -> Iterator[bytes]:
+    """Every key matching ``pattern``: SCAN of the node, or of every master in turn."""
+    for node in primaries(r):
+        if node is None:
+            assert isinstance(r, redis.Redis)
+            yield from r.scan_iter(match=pattern, count=1000)
+            continue
+        cursor = -1
+        while cursor != 0:
+            cursor, keys = scan_reply(
+                r.scan(cursor=max(cursor, 0), match=pattern, count=1000, target_nodes=node)
+            )
+            yield from keys
+
+
+def _unlink(r: redis.Redis | redis.RedisCluster, keys: list[bytes]) -> int:
+    if isinstance(r, redis.RedisCluster):  # keys of many slots: one UNLINK each, pipelined
+        pipe = r.pipeline()
+        for key in keys:
+            pipe.unlink(key)
+        return sum(int(n) for n in pipe.execute())
+    return int(r.unlink(*keys))
+
+
+def drop_keys(r: redis.Redis | redis.RedisCluster, *patterns: str) -> int:
+    """Delete every key matching ``patterns`` (SCAN + UNLINK; on a cluster, of every
+    master); return how many went.
 
     Best effort (it cleans up after a run): Redis errors are logged, not raised.
     """
@@ -72,13 +143,13 @@ def drop_keys(r: redis.Redis, *patterns: str) -> int:
     try:
         for pattern in patterns:
             batch: list[bytes] = []
-            for key in r.scan_iter(match=pattern, count=1000):
+            for key in scan_keys(r, pattern):
                 batch.append(key)
                 if len(batch) >= 500:
-                    dropped += int(r.unlink(*batch))
+                    dropped += _unlink(r, batch)
                     batch.clear()
             if batch:
-                dropped += int(r.unlink(*batch))
+                dropped += _unlink(r, batch)
     except (redis.RedisError, OSError) as exc:
         log(f"could not clean up {patterns}: {type(exc).__name__}: {exc}")
     return dropped

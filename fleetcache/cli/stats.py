@@ -17,8 +17,14 @@ from typing import Any
 
 import redis
 
-from fleetcache.cli.common import connect_any, format_table, log, percentile, print_json
-from fleetcache.clusters import primaries, scan_reply
+from fleetcache.cli.common import (
+    connect_any,
+    format_table,
+    log,
+    percentile,
+    print_json,
+    scan_keys,
+)
 
 HELP = "key counts and TTLs of a namespace (SCAN of fc:<namespace>:*)"
 KINDS = ("entries", "locks", "error records", "fences", "generation key", "other")
@@ -79,20 +85,6 @@ def _batches(it: Iterable[bytes], size: int) -> Iterable[list[bytes]]:
         yield batch
 
 
-def _scan(r: redis.Redis | redis.RedisCluster, pattern: str) -> Iterable[bytes]:
-    """Every key matching ``pattern``: on a cluster, SCAN of every master in turn."""
-    for node in primaries(r):
-        if node is None:
-            assert isinstance(r, redis.Redis)
-            yield from r.scan_iter(match=pattern, count=1000)
-            continue
-        cursor = -1
-        while cursor != 0:
-            cursor, keys = scan_reply(r.scan(cursor=max(cursor, 0), match=pattern, count=1000,
-                                             target_nodes=node))
-            yield from keys
-
-
 def collect(r: redis.Redis | redis.RedisCluster, namespace: str) -> dict[str, Any]:
     """SCAN the namespace (every master of a cluster) and summarise it."""
     from fleetcache.core.keys import KeyLayout, validate_namespace  # noqa: PLC0415
@@ -102,7 +94,7 @@ def collect(r: redis.Redis | redis.RedisCluster, namespace: str) -> dict[str, An
     generation = int(raw_gen) if raw_gen is not None else None
     kinds = {kind: KindStats() for kind in KINDS}
     total = 0
-    for batch in _batches(_scan(r, layout.pattern), _BATCH):
+    for batch in _batches(scan_keys(r, layout.pattern), _BATCH):
         pipe = r.pipeline(transaction=False)
         for key in batch:
             pipe.pttl(key)
