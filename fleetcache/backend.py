@@ -249,14 +249,23 @@ def _clone(
     return client_cls(connection_pool=new_pool)
 
 
-#: Connection settings of a user's cluster client that a copy keeps (auth, TLS, naming);
-#: timeouts, retries and the pool size are the copy's own, and it never decodes.
-_CLUSTER_KEPT = (
+#: Connection settings of a user's cluster client that every connection we open to its
+#: nodes keeps (auth, TLS, naming, keep-alive); timeouts, retries and pool sizes are ours.
+NODE_KEPT = (
     "username", "password", "credential_provider", "client_name", "socket_keepalive",
     "socket_keepalive_options", "ssl", "ssl_ca_certs", "ssl_ca_data", "ssl_cert_reqs",
     "ssl_certfile", "ssl_keyfile", "ssl_check_hostname", "ssl_min_version", "ssl_ciphers",
-    "address_remap",
 )
+
+
+def cluster_settings(client: Any, *extra: str) -> dict[str, Any]:
+    """The :data:`NODE_KEPT` settings (and ``extra`` ones) of a sync or asyncio cluster
+    client that it was given."""
+    if isinstance(client, redis.RedisCluster):  # the sync client: in its nodes manager
+        kwargs = client.nodes_manager.connection_kwargs
+    else:
+        kwargs = client.connection_kwargs
+    return {k: kwargs[k] for k in (*NODE_KEPT, *extra) if kwargs.get(k) is not None}
 
 
 class _MapFirstAsyncCluster(aioredis.RedisCluster):
@@ -288,18 +297,16 @@ def _clone_cluster(
     known = {(n.host, n.port) for n in client.get_nodes()}
     known |= {(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()}
     if asyncio:
-        kwargs: dict[str, Any] = dict(client.connection_kwargs)
         nodes: list[Any] = [aioredis.cluster.ClusterNode(h, p) for h, p in sorted(known)]
         cls: Any = _MapFirstAsyncCluster
         retry: Any = AsyncRetry(NoBackoff(), retries)
     else:
-        kwargs = dict(client.nodes_manager.connection_kwargs)
         nodes = [redis.cluster.ClusterNode(h, p) for h, p in sorted(known)]
         cls = redis.RedisCluster
         retry = Retry(NoBackoff(), retries)
-    if kwargs.get("decode_responses"):
+    if cluster_settings(client, "decode_responses").get("decode_responses"):
         raise ValueError("fleetcache stores bytes: pass a client without decode_responses=True")
-    kept = {k: kwargs[k] for k in _CLUSTER_KEPT if kwargs.get(k) is not None}
+    kept = cluster_settings(client, "address_remap")
     if max_connections is not None:
         kept["max_connections"] = max_connections
     return cls(startup_nodes=nodes, retry=retry, protocol=2, decode_responses=False,

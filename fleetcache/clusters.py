@@ -21,16 +21,14 @@ from typing import Any
 import redis
 from redis import asyncio as aioredis
 
-from fleetcache.backend import CLUSTER_CLIENTS, AsyncClient, Client, map_redis_errors
-from fleetcache.errors import BackendError
-
-#: Connection settings a node subscriber keeps from the cluster client's own.
-_KEPT = (
-    "username", "password", "credential_provider", "client_name", "socket_keepalive",
-    "socket_keepalive_options", "socket_timeout", "socket_connect_timeout", "ssl",
-    "ssl_ca_certs", "ssl_ca_data", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile",
-    "ssl_check_hostname", "ssl_min_version", "ssl_ciphers",
+from fleetcache.backend import (
+    CLUSTER_CLIENTS,
+    AsyncClient,
+    Client,
+    cluster_settings,
+    map_redis_errors,
 )
+from fleetcache.errors import BackendError
 
 
 def is_cluster(client: Any) -> bool:
@@ -102,9 +100,8 @@ def _nodes_of(client: Any) -> list[tuple[str, int]]:
     return list(dict.fromkeys(pairs))
 
 
-def _settings(client: Any, asyncio: bool) -> dict[str, Any]:
-    kwargs = client.connection_kwargs if asyncio else client.nodes_manager.connection_kwargs
-    kept = {k: kwargs[k] for k in _KEPT if kwargs.get(k) is not None}
+def _settings(client: Any) -> dict[str, Any]:
+    kept = cluster_settings(client, "socket_timeout", "socket_connect_timeout")
     kept.update(protocol=2, decode_responses=False)
     return kept
 
@@ -114,7 +111,7 @@ class ClusterSubscriber:
 
     def __init__(self, cluster: redis.RedisCluster) -> None:
         self._cluster = cluster
-        self._settings = _settings(cluster, asyncio=False)
+        self._settings = _settings(cluster)
         self._turn = itertools.count()
         self._clients: dict[tuple[str, int], redis.Redis] = {}
 
@@ -141,7 +138,7 @@ class AsyncClusterSubscriber:
 
     def __init__(self, cluster: aioredis.RedisCluster) -> None:
         self._cluster = cluster
-        self._settings = _settings(cluster, asyncio=True)
+        self._settings = _settings(cluster)
         self._turn = itertools.count()
         self._clients: dict[tuple[str, int], aioredis.Redis] = {}
 
@@ -204,6 +201,6 @@ async def node_client_async(client: AsyncClient, key: str) -> aioredis.Redis:
     clients = _NODE_CLIENTS.setdefault(client, {})
     found = clients.get(where)
     if found is None:
-        settings = _settings(client, asyncio=True)
+        settings = _settings(client)
         found = clients[where] = aioredis.Redis(host=where[0], port=where[1], **settings)
     return found

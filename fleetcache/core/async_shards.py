@@ -17,7 +17,7 @@ from redis import asyncio as aioredis
 
 from fleetcache.core import events
 from fleetcache.core.notifier import READ_TIMEOUT, Registry
-from fleetcache.core.shards import node_settings, owner_of
+from fleetcache.core.shards import dispatch, node_settings, owner_of, release
 
 log = logging.getLogger("fleetcache.notifier")
 
@@ -65,32 +65,16 @@ class _AsyncLink:
         try:
             while self.alive:
                 msg = await self.pubsub.get_message(timeout=READ_TIMEOUT)
-                if msg is not None:
-                    self._handle(msg)
+                dropped = None if msg is None else dispatch(msg, self.confirmed, self.registry)
+                if dropped is not None:
+                    self.confirmed.pop(dropped, None)
         except Exception as exc:  # a failed connection ends this link, never the loop
             log.debug("shard subscription failed (%s: %s)", type(exc).__name__, exc)
         finally:
             self.alive = False
-            for done in list(self.confirmed.values()):
-                done.set()
-            self.registry.wake(None)
+            release(self.confirmed, self.registry)
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.pubsub.aclose())
-
-    def _handle(self, msg: dict[str, Any]) -> None:
-        channel = msg["channel"]
-        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
-        kind = msg["type"]
-        if kind == "ssubscribe":
-            done = self.confirmed.get(channel)
-            if done is not None:
-                done.set()
-        elif kind == "sunsubscribe" and channel in self.confirmed:
-            self.confirmed.pop(channel, None)
-            self.registry.wake(channel.removesuffix(events.SHARD_SUFFIX))
-        elif kind == "smessage":
-            self.registry.dispatch(msg["data"])
-
 
 class AsyncShards:
     """The shard subscriptions of one asyncio cache on one event loop."""
@@ -101,7 +85,7 @@ class AsyncShards:
         self._enabled = enabled
         self._registry = registry
         self._timeout = timeout
-        self._settings = node_settings(dict(cluster.connection_kwargs), timeout)
+        self._settings = node_settings(cluster, timeout)
         self._links: dict[tuple[str, int], _AsyncLink] = {}
         self._refs: dict[str, tuple[_AsyncLink, int]] = {}
         self.subscribed = 0

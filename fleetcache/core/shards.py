@@ -23,27 +23,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 import redis
 from redis.crc import key_slot
 
+from fleetcache.backend import cluster_settings
 from fleetcache.core import events
 from fleetcache.core.notifier import READ_TIMEOUT, Registry
 
 log = logging.getLogger("fleetcache.notifier")
 
-_KEPT = (
-    "username", "password", "credential_provider", "ssl", "ssl_ca_certs", "ssl_ca_data",
-    "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname",
-)
-
-
-def node_settings(kwargs: dict[str, Any], timeout: float) -> dict[str, Any]:
+def node_settings(cluster: Any, timeout: float) -> dict[str, Any]:
     """Connection settings of a shard subscriber: the cluster client's auth and TLS, RESP2,
     bytes, ``timeout`` to connect (reads block: the reader polls with its own timeout)."""
-    kept = {k: kwargs[k] for k in _KEPT if kwargs.get(k) is not None}
+    kept = cluster_settings(cluster)
     kept.update(protocol=2, decode_responses=False, socket_connect_timeout=timeout,
                 socket_timeout=None)
     return kept
@@ -53,6 +48,40 @@ def owner_of(cluster: Any, channel: str) -> tuple[str, int]:
     """``(host, port)`` of the master serving ``channel``'s slot in ``cluster``'s map."""
     node = cluster.nodes_manager.get_node_from_slot(key_slot(channel.encode()))
     return node.host, node.port
+
+
+class _Settable(Protocol):
+    def set(self) -> None: ...
+
+
+def dispatch(
+    msg: dict[str, Any], confirmed: Mapping[str, _Settable], registry: Registry
+) -> str | None:
+    """Act on one message of a shard connection (both twins): a confirmation releases the
+    follower waiting for it, a message goes to the registry, and Redis unsubscribing a
+    channel (its slot moved) wakes that entry's waiters so that they poll -- the channel is
+    returned, for the caller to forget."""
+    channel = msg["channel"]
+    channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+    kind = msg["type"]
+    if kind == "ssubscribe":
+        done = confirmed.get(channel)
+        if done is not None:
+            done.set()
+    elif kind == "sunsubscribe" and channel in confirmed:
+        registry.wake(channel.removesuffix(events.SHARD_SUFFIX))
+        return channel
+    elif kind == "smessage":
+        registry.dispatch(msg["data"])
+    return None
+
+
+def release(confirmed: Mapping[str, _Settable], registry: Registry) -> None:
+    """A connection ended: nobody waits for a confirmation that will not come, and every
+    waiter looks again (and polls)."""
+    for done in list(confirmed.values()):
+        done.set()
+    registry.wake(None)
 
 
 class _Link:
@@ -89,33 +118,16 @@ class _Link:
         try:
             while self.alive:
                 msg = self.pubsub.get_message(timeout=READ_TIMEOUT)
-                if msg is not None:
-                    self._handle(msg)
+                dropped = None if msg is None else dispatch(msg, self.confirmed, self.registry)
+                if dropped is not None:
+                    self.confirmed.pop(dropped, None)
         except Exception as exc:  # a failed connection ends this link, never the process
             log.debug("shard subscription failed (%s: %s)", type(exc).__name__, exc)
         finally:
             self.alive = False
-            for done in list(self.confirmed.values()):
-                done.set()  # nobody waits for a confirmation that will not come
-            self.registry.wake(None)
+            release(self.confirmed, self.registry)
             with contextlib.suppress(Exception):
                 self.pubsub.close()
-
-    def _handle(self, msg: dict[str, Any]) -> None:
-        channel = msg["channel"]
-        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
-        kind = msg["type"]
-        if kind == "ssubscribe":
-            done = self.confirmed.get(channel)
-            if done is not None:
-                done.set()
-        elif kind == "sunsubscribe" and channel in self.confirmed:
-            # Redis dropped it (the slot moved): the followers poll from now on
-            self.confirmed.pop(channel, None)
-            self.registry.wake(channel.removesuffix(events.SHARD_SUFFIX))
-        elif kind == "smessage":
-            self.registry.dispatch(msg["data"])
-
 
 class Shards:
     """The shard subscriptions of one cache in one process (module docstring)."""
@@ -126,7 +138,7 @@ class Shards:
         self._enabled = enabled
         self._registry = registry
         self._timeout = timeout
-        self._settings = node_settings(dict(cluster.nodes_manager.connection_kwargs), timeout)
+        self._settings = node_settings(cluster, timeout)
         self._guard = threading.Lock()
         self._links: dict[tuple[str, int], _Link] = {}
         self._refs: dict[str, tuple[_Link, int]] = {}
